@@ -1,0 +1,65 @@
+/**
+ * Domain errors: named classes with a stable snake_case `code`. One exception filter maps them
+ * to problem+json (HTTP) and, later, to `error` frames (WebSocket). Anything that is not a
+ * DomainError is an internal error and is never shown to a client.
+ */
+export abstract class DomainError extends Error {
+  abstract readonly code: string;
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = new.target.name;
+  }
+}
+
+/** The job machine refused a command in the job's current state. */
+export class InvalidTransitionError extends DomainError {
+  readonly code = 'invalid_transition';
+  constructor(
+    message: string,
+    readonly details: { state: string; command: string },
+  ) {
+    super(message);
+  }
+}
+
+/** Another writer appended to the stream since it was read. */
+export class ConcurrencyError extends DomainError {
+  readonly code = 'concurrency_conflict';
+  constructor(
+    readonly streamId: string,
+    readonly expectedVersion: number,
+    readonly actualVersion: number | null,
+    options?: { cause?: unknown },
+  ) {
+    super(
+      `stream ${streamId} is at version ${actualVersion ?? 'none'}, expected ${expectedVersion}`,
+      options,
+    );
+  }
+}
+
+export class NotFoundError extends DomainError {
+  readonly code = 'not_found';
+}
+
+export class ConflictError extends DomainError {
+  readonly code = 'conflict';
+}
+
+export class ValidationError extends DomainError {
+  readonly code = 'validation_failed';
+  constructor(
+    message: string,
+    readonly errors: readonly { field: string; message: string }[] = [],
+  ) {
+    super(message);
+  }
+}
+
+export class UnauthorizedError extends DomainError {
+  readonly code = 'unauthorized';
+}
+
+export class ForbiddenError extends DomainError {
+  readonly code = 'forbidden';
+}

@@ -1,0 +1,193 @@
+import { randomUUID } from 'node:crypto';
+import { ManualClock } from '../../common/clock';
+import { ConcurrencyError } from '../../common/errors';
+import { UuidV7Generator } from '../../common/ids';
+import type { DomainEvent, EventMetadata } from '../../events/envelope';
+import { GENESIS_HASH, hashEvent } from '../../events/envelope';
+import { createTestDatabase, type TestDatabase } from '../../../test/support/postgres';
+import { Database } from '../database/database';
+import { EventStore, LOG_START, type LogPosition } from './event-store';
+
+const meta: EventMetadata = { correlationId: 'c-1', causationId: null, actor: 'system' };
+const ev = (n: number): DomainEvent<'Counted', { n: number }> => ({ type: 'Counted', schemaVersion: 1, data: { n } });
+
+describe('EventStore (PostgreSQL)', () => {
+  let testDb: TestDatabase;
+  let database: Database;
+  let store: EventStore;
+  const clock = new ManualClock('2026-03-01T10:00:00.000Z');
+
+  beforeAll(async () => {
+    testDb = await createTestDatabase();
+    database = await Database.open({ databaseUrl: testDb.url, databasePoolSize: 24, dataDir: '' });
+    store = new EventStore(database.db, clock, new UuidV7Generator(clock));
+  });
+  afterAll(async () => {
+    await database.close();
+    await testDb.drop();
+  });
+
+  const newStream = () => ({ id: randomUUID(), type: 'counter' });
+  const appendNow = (stream: { id: string; type: string }, expected: number, events: DomainEvent[]) =>
+    database.db.transaction((tx) => store.append(tx, stream, expected, events, meta));
+
+  it('appends to a new stream and reads it back as the envelopes of PROTOCOL.md', async () => {
+    const stream = newStream();
+    const { nextVersion, envelopes } = await appendNow(stream, 0, [ev(1), ev(2)]);
+    expect(nextVersion).toBe(2);
+    const read = await store.readStream(stream.id);
+    expect(read).toEqual(envelopes);
+    expect(read.map((e) => e.position)).toEqual([1, 2]);
+    expect(read[0]).toMatchObject({
+      streamId: stream.id,
+      streamType: 'counter',
+      type: 'Counted',
+      schemaVersion: 1,
+      data: { n: 1 },
+      metadata: meta,
+      occurredAt: '2026-03-01T10:00:00.000Z',
+      prevHash: GENESIS_HASH,
+    });
+    expect(read[1].prevHash).toBe(read[0].hash);
+    expect(read[1].globalPosition).toBeGreaterThan(read[0].globalPosition);
+    const { hash, ...rest } = read[1];
+    expect(hashEvent(rest)).toBe(hash);
+    await expect(store.verifyStream(stream.id)).resolves.toEqual({ valid: true, eventCount: 2 });
+  });
+
+  it('refuses an append at a stale or future version with a ConcurrencyError and writes nothing', async () => {
+    const stream = newStream();
+    await appendNow(stream, 0, [ev(1)]);
+    for (const expected of [0, 2, 5]) {
+      const error = await appendNow(stream, expected, [ev(9)]).catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(ConcurrencyError);
+      expect(error).toMatchObject({ code: 'concurrency_conflict', streamId: stream.id, actualVersion: 1 });
+    }
+    expect((await store.readStream(stream.id)).map((e) => e.data)).toEqual([{ n: 1 }]);
+    expect(await store.version(stream.id)).toBe(1);
+  });
+
+  it('lets exactly one of two racing writers win, on a new and on an existing stream', async () => {
+    for (const initial of [0, 1]) {
+      const stream = newStream();
+      if (initial > 0) await appendNow(stream, 0, [ev(0)]);
+      const results = await Promise.allSettled([appendNow(stream, initial, [ev(1)]), appendNow(stream, initial, [ev(2)])]);
+      const won = results.filter((r) => r.status === 'fulfilled');
+      const lost = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected');
+      expect(won).toHaveLength(1);
+      expect(lost).toHaveLength(1);
+      expect(lost[0].reason).toBeInstanceOf(ConcurrencyError);
+      expect(await store.version(stream.id)).toBe(initial + 1);
+    }
+  });
+
+  it('keeps versions gapless and unique under many concurrent appenders that retry', async () => {
+    const stream = newStream();
+    const writers = 16;
+    const appendsEach = 8;
+    let conflicts = 0;
+    const writer = async (w: number) => {
+      for (let i = 0; i < appendsEach; i++) {
+        for (;;) {
+          const version = await store.version(stream.id);
+          try {
+            await appendNow(stream, version, [{ type: 'Counted', schemaVersion: 1, data: { w, i } }]);
+            break;
+          } catch (error) {
+            if (!(error instanceof ConcurrencyError)) throw error;
+            conflicts++;
+          }
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: writers }, (_, w) => writer(w)));
+    const events = await store.readStream(stream.id);
+    expect(events.map((e) => e.position)).toEqual(Array.from({ length: writers * appendsEach }, (_, i) => i + 1));
+    // every write landed exactly once
+    const keys = new Set(events.map((e) => JSON.stringify(e.data)));
+    expect(keys.size).toBe(writers * appendsEach);
+    expect(conflicts).toBeGreaterThan(0);
+    await expect(store.verifyStream(stream.id)).resolves.toMatchObject({ valid: true });
+  });
+
+  it('does not let a reader skip a slow transaction that holds a lower global position', async () => {
+    const before = await drain(LOG_START);
+    const slow = newStream();
+    const fast = newStream();
+    let releaseSlow!: () => void;
+    const slowMayCommit = new Promise<void>((resolve) => (releaseSlow = resolve));
+    let slowAppended!: () => void;
+    const slowHasAppended = new Promise<void>((resolve) => (slowAppended = resolve));
+    const slowTx = database.db.transaction(async (tx) => {
+      const result = await store.append(tx, slow, 0, [ev(1)], meta);
+      slowAppended();
+      await slowMayCommit;
+      return result;
+    });
+    await slowHasAppended;
+    const fastResult = await appendNow(fast, 0, [ev(2)]);
+
+    // The fast event is committed with a higher position, but the slow one may still commit below it.
+    const whileSlowRuns = await store.readAll(before, 100);
+    expect(whileSlowRuns.events.map((e) => e.streamId)).not.toContain(fast.id);
+
+    releaseSlow();
+    const slowResult = await slowTx;
+    expect(slowResult.envelopes[0].globalPosition).toBeLessThan(fastResult.envelopes[0].globalPosition);
+    const after = await store.readAll(whileSlowRuns.last, 100);
+    expect(after.events.map((e) => e.streamId)).toEqual([slow.id, fast.id]);
+  });
+
+  it('reads the whole log in batches, every event once, each stream in version order', async () => {
+    const start = await drain(LOG_START);
+    const streams = Array.from({ length: 10 }, newStream);
+    await Promise.all(
+      streams.map(async (stream) => {
+        for (let v = 0; v < 5; v++) await appendNow(stream, v, [ev(v)]);
+      }),
+    );
+    const seen: { streamId: string; position: number }[] = [];
+    let position = start;
+    for (;;) {
+      const batch = await store.readAll(position, 7);
+      if (batch.events.length === 0) break;
+      seen.push(...batch.events.map((e) => ({ streamId: e.streamId, position: e.position })));
+      position = batch.last;
+    }
+    expect(seen).toHaveLength(50);
+    for (const stream of streams) {
+      expect(seen.filter((e) => e.streamId === stream.id).map((e) => e.position)).toEqual([1, 2, 3, 4, 5]);
+    }
+    const resumed = await store.positionOf(position.globalPosition);
+    expect(resumed).toEqual(position);
+  });
+
+  it('detects a changed row with the chain check and names the position', async () => {
+    const stream = newStream();
+    await appendNow(stream, 0, [ev(1), ev(2), ev(3)]);
+    // Runway never changes an event; simulate someone with superuser rights doing it.
+    await database.db.transaction(async (tx) => {
+      await tx.query('ALTER TABLE events DISABLE TRIGGER events_append_only');
+      await tx.query(`UPDATE events SET data = '{"n": 20}' WHERE stream_id = $1 AND stream_position = 2`, [stream.id]);
+      await tx.query('ALTER TABLE events ENABLE TRIGGER events_append_only');
+    });
+    await expect(store.verifyStream(stream.id)).resolves.toMatchObject({ valid: false, brokenAt: 2, eventCount: 3 });
+  });
+
+  it('refuses updates and deletes of events at the database', async () => {
+    const stream = newStream();
+    await appendNow(stream, 0, [ev(1)]);
+    await expect(database.db.query(`UPDATE events SET type = 'X' WHERE stream_id = $1`, [stream.id])).rejects.toThrow(/append-only/);
+    await expect(database.db.query(`DELETE FROM events WHERE stream_id = $1`, [stream.id])).rejects.toThrow(/append-only/);
+    await expect(database.db.query(`TRUNCATE events`)).rejects.toThrow(/append-only/);
+  });
+
+  async function drain(from: LogPosition): Promise<LogPosition> {
+    let position = from;
+    for (;;) {
+      const batch = await store.readAll(position, 1000);
+      if (batch.events.length === 0) return position;
+      position = batch.last;
+    }
+  }
+});

@@ -1,0 +1,253 @@
+import { Injectable } from '@nestjs/common';
+import { Clock } from '../../common/clock';
+import { ConcurrencyError } from '../../common/errors';
+import { IdGenerator } from '../../common/ids';
+import {
+  type DomainEvent,
+  type EventEnvelope,
+  type EventMetadata,
+  GENESIS_HASH,
+  hashEvent,
+} from '../../events/envelope';
+import { Db, type Sql } from '../database/db';
+
+/** Where a reader of the whole log stands: the last event it has taken, or the start. */
+export interface LogPosition {
+  /** xid8 of the writing transaction, as a decimal string ("0" at the start). */
+  transactionId: string;
+  globalPosition: number;
+}
+
+export const LOG_START: LogPosition = { transactionId: '0', globalPosition: 0 };
+
+export interface AppendResult<E extends DomainEvent = DomainEvent> {
+  nextVersion: number;
+  envelopes: EventEnvelope<E>[];
+}
+
+export type ChainCheck = { valid: true; eventCount: number } | { valid: false; eventCount: number; brokenAt: number; reason: string };
+
+interface EventRow {
+  global_position: string;
+  transaction_id: string;
+  id: string;
+  stream_id: string;
+  stream_type: string;
+  stream_position: number;
+  type: string;
+  schema_version: number;
+  data: unknown;
+  metadata: EventMetadata;
+  occurred_at: Date;
+  hash: string;
+  prev_hash: string;
+}
+
+const EVENT_COLUMNS = `global_position, transaction_id::text AS transaction_id, id, stream_id, stream_type,
+  stream_position, type, schema_version, data, metadata, occurred_at, hash, prev_hash`;
+
+function toEnvelope(row: EventRow): EventEnvelope {
+  return {
+    id: row.id,
+    streamId: row.stream_id,
+    streamType: row.stream_type,
+    position: row.stream_position,
+    globalPosition: Number(row.global_position),
+    type: row.type,
+    schemaVersion: row.schema_version,
+    data: row.data,
+    metadata: row.metadata,
+    occurredAt: row.occurred_at.toISOString(),
+    hash: row.hash,
+    prevHash: row.prev_hash,
+  };
+}
+
+/**
+ * The event store: streams of events in PostgreSQL with optimistic concurrency, a per-stream
+ * SHA-256 chain, and a gap-safe reader of the whole log.
+ *
+ * An append must be the first write of its transaction (inline views are written after it).
+ * The stream row's lock is then what gives the transaction its id, so within a stream later
+ * versions always have later transaction ids, and the log order (transaction_id,
+ * global_position) keeps every stream in version order.
+ */
+@Injectable()
+export class EventStore {
+  constructor(
+    private readonly db: Db,
+    private readonly clock: Clock,
+    private readonly ids: IdGenerator,
+  ) {}
+
+  /**
+   * Appends `events` to a stream inside the caller's transaction `tx`, if the stream is at
+   * `expectedVersion` (0: the stream must not exist yet). Otherwise throws ConcurrencyError and
+   * writes nothing. Returns the stored envelopes.
+   */
+  async append<E extends DomainEvent>(
+    tx: Sql,
+    stream: { id: string; type: string },
+    expectedVersion: number,
+    events: readonly E[],
+    metadata: EventMetadata,
+  ): Promise<AppendResult<E>> {
+    if (events.length === 0) return { nextVersion: expectedVersion, envelopes: [] };
+    const head = await this.lockHead(tx, stream, expectedVersion);
+    const positions = await tx.query<{ p: string }>(
+      `SELECT nextval('events_global_position_seq') AS p FROM generate_series(1, $1)`,
+      [events.length],
+    );
+    const occurredAt = this.clock.now().toISOString();
+    let prevHash = head.lastHash;
+    const envelopes: EventEnvelope<E>[] = events.map((event, i) => {
+      const unhashed = {
+        id: this.ids.next(),
+        streamId: stream.id,
+        streamType: stream.type,
+        position: expectedVersion + i + 1,
+        globalPosition: Number(positions.rows[i].p),
+        type: event.type,
+        schemaVersion: event.schemaVersion,
+        data: event.data,
+        metadata,
+        occurredAt,
+        prevHash,
+      };
+      const hash = hashEvent(unhashed);
+      prevHash = hash;
+      return { ...unhashed, hash };
+    });
+    await tx.query(
+      `INSERT INTO events (global_position, id, stream_id, stream_type, stream_position, type,
+         schema_version, data, metadata, occurred_at, hash, prev_hash)
+       SELECT * FROM unnest($1::bigint[], $2::uuid[], $3::uuid[], $4::text[], $5::int[], $6::text[],
+         $7::int[], $8::jsonb[], $9::jsonb[], $10::timestamptz[], $11::text[], $12::text[])`,
+      [
+        envelopes.map((e) => e.globalPosition),
+        envelopes.map((e) => e.id),
+        envelopes.map((e) => e.streamId),
+        envelopes.map((e) => e.streamType),
+        envelopes.map((e) => e.position),
+        envelopes.map((e) => e.type),
+        envelopes.map((e) => e.schemaVersion),
+        envelopes.map((e) => JSON.stringify(e.data)),
+        envelopes.map((e) => JSON.stringify(e.metadata)),
+        envelopes.map((e) => e.occurredAt),
+        envelopes.map((e) => e.hash),
+        envelopes.map((e) => e.prevHash),
+      ],
+    );
+    const nextVersion = expectedVersion + events.length;
+    await tx.query(`UPDATE streams SET version = $2, last_hash = $3 WHERE stream_id = $1`, [
+      stream.id,
+      nextVersion,
+      prevHash,
+    ]);
+    return { nextVersion, envelopes };
+  }
+
+  /** Takes the stream's row lock (creating the stream when expectedVersion is 0) and checks its version. */
+  private async lockHead(
+    tx: Sql,
+    stream: { id: string; type: string },
+    expectedVersion: number,
+  ): Promise<{ lastHash: string }> {
+    if (expectedVersion === 0) {
+      // A racing creator holds the row until it ends; if it commits, this insert does nothing.
+      const created = await tx.query(
+        `INSERT INTO streams (stream_id, stream_type, version, last_hash) VALUES ($1, $2, 0, $3)
+         ON CONFLICT (stream_id) DO NOTHING RETURNING stream_id`,
+        [stream.id, stream.type, GENESIS_HASH],
+      );
+      if (created.rowCount === 1) return { lastHash: GENESIS_HASH };
+      throw new ConcurrencyError(stream.id, 0, await this.version(stream.id, tx));
+    }
+    const head = await tx.query<{ version: number; last_hash: string; xid_before: string | null }>(
+      `SELECT version, last_hash, pg_current_xact_id_if_assigned()::text AS xid_before
+         FROM streams WHERE stream_id = $1 FOR UPDATE`,
+      [stream.id],
+    );
+    const row = head.rows[0];
+    if (row === undefined || row.version !== expectedVersion) {
+      throw new ConcurrencyError(stream.id, expectedVersion, row?.version ?? null);
+    }
+    if (row.xid_before !== null) {
+      // A write before the lock would give this transaction an older id than a writer it waited for.
+      throw new Error(`append to stream ${stream.id} must be the first write of its transaction`);
+    }
+    return { lastHash: row.last_hash };
+  }
+
+  /** A stream's events in version order (from `fromVersion`, exclusive). */
+  async readStream(streamId: string, fromVersion = 0, sql: Sql = this.db): Promise<EventEnvelope[]> {
+    const result = await sql.query<EventRow>(
+      `SELECT ${EVENT_COLUMNS} FROM events WHERE stream_id = $1 AND stream_position > $2 ORDER BY stream_position`,
+      [streamId, fromVersion],
+    );
+    return result.rows.map(toEnvelope);
+  }
+
+  /**
+   * The next batch of the whole log after `after`, in log order, taking only events whose
+   * transaction is older than every transaction still running: an event committed later can
+   * never land before a position a reader has passed.
+   */
+  async readAll(after: LogPosition, limit: number, sql: Sql = this.db): Promise<{ events: EventEnvelope[]; last: LogPosition }> {
+    const result = await sql.query<EventRow>(
+      `SELECT ${EVENT_COLUMNS} FROM events
+        WHERE transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+          AND (transaction_id, global_position) > ($1::xid8, $2::bigint)
+        ORDER BY transaction_id, global_position
+        LIMIT $3`,
+      [after.transactionId, after.globalPosition, limit],
+    );
+    const rows = result.rows;
+    const lastRow = rows[rows.length - 1];
+    return {
+      events: rows.map(toEnvelope),
+      last: lastRow ? { transactionId: lastRow.transaction_id, globalPosition: Number(lastRow.global_position) } : after,
+    };
+  }
+
+  /** The log position of a stored event, for readers that resume after a global position. */
+  async positionOf(globalPosition: number): Promise<LogPosition | null> {
+    const result = await this.db.query<{ transaction_id: string }>(
+      `SELECT transaction_id::text AS transaction_id FROM events WHERE global_position = $1`,
+      [globalPosition],
+    );
+    const row = result.rows[0];
+    return row ? { transactionId: row.transaction_id, globalPosition } : null;
+  }
+
+  /** The stream's version, or 0 if it does not exist. */
+  async version(streamId: string, sql: Sql = this.db): Promise<number> {
+    const result = await sql.query<{ version: number }>(`SELECT version FROM streams WHERE stream_id = $1`, [streamId]);
+    return result.rows[0]?.version ?? 0;
+  }
+
+  /** Recomputes a stream's hash chain: names the first position whose stored row does not match. */
+  async verifyStream(streamId: string): Promise<ChainCheck> {
+    const events = await this.readStream(streamId);
+    return verifyChain(events);
+  }
+}
+
+/** Checks positions are 1..n and each hash covers the event and links to the one before. */
+export function verifyChain(events: readonly EventEnvelope[]): ChainCheck {
+  let prevHash = GENESIS_HASH;
+  for (const [i, event] of events.entries()) {
+    const { hash, ...unhashed } = event;
+    const reason =
+      event.position !== i + 1
+        ? `expected position ${i + 1}`
+        : event.prevHash !== prevHash
+          ? 'prevHash does not match the hash of the event before'
+          : hashEvent(unhashed) !== hash
+            ? 'hash does not match the event'
+            : null;
+    if (reason !== null) return { valid: false, eventCount: events.length, brokenAt: event.position, reason };
+    prevHash = hash;
+  }
+  return { valid: true, eventCount: events.length };
+}
