@@ -1,0 +1,273 @@
+/**
+ * Append throughput: events per second through EventStore.append against plain
+ * `BEGIN; INSERT one row; COMMIT` per second from node-postgres, with 1 and 8 concurrent
+ * writers, in one process on one database. See bench/README.md for how to read the ratio.
+ *
+ *   npx tsc -p tsconfig.build.json && node dist/bench/append/append.bench.js [--smoke] [--runs N] [--seconds S] [--json FILE]
+ */
+import { writeFileSync } from 'node:fs';
+import { performance } from 'node:perf_hooks';
+import { Logger } from '@nestjs/common';
+import { Client, Pool } from 'pg';
+import { SystemClock } from '../../src/common/clock';
+import { UuidV7Generator } from '../../src/common/ids';
+import type { DomainEvent, EventMetadata } from '../../src/events/envelope';
+import { Database } from '../../src/modules/database/database';
+import { EventStore } from '../../src/modules/event-store/event-store';
+
+const SERVER_URL = process.env.RUNWAY_BENCH_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
+const BENCH_DB = 'runway_bench_append';
+const WRITER_COUNTS = [1, 8] as const;
+// One connection more than the most writers, so a writer never waits for the pool.
+const POOL_SIZE = Math.max(...WRITER_COUNTS) + 1;
+
+interface Options {
+  runs: number;
+  seconds: number;
+  json: string | null;
+  smoke: boolean;
+}
+
+function parseArgs(argv: readonly string[]): Options {
+  const options: Options = { runs: 3, seconds: 3, json: null, smoke: false };
+  for (let i = 0; i < argv.length; i++) {
+    const flag = argv[i];
+    const value = (): string => {
+      const next = argv[++i];
+      if (next === undefined) throw new Error(`${flag} needs a value`);
+      return next;
+    };
+    const positive = (text: string): number => {
+      const n = Number(text);
+      if (!Number.isFinite(n) || n <= 0) throw new Error(`${flag} needs a positive number, got ${text}`);
+      return n;
+    };
+    if (flag === '--smoke') options.smoke = true;
+    else if (flag === '--runs') options.runs = Math.ceil(positive(value()));
+    else if (flag === '--seconds') options.seconds = positive(value());
+    else if (flag === '--json') options.json = value();
+    else throw new Error(`unknown flag ${flag} (known: --smoke, --runs N, --seconds S, --json FILE)`);
+  }
+  // --smoke wins over --runs/--seconds: CI must stay tiny whatever else is passed.
+  if (options.smoke) Object.assign(options, { runs: 1, seconds: 0.3 });
+  return options;
+}
+
+/** One timed run of one kind of writer: what it did and how long each operation took. */
+interface RunResult {
+  ops: number;
+  opsPerSec: number;
+  p50Ms: number;
+  p99Ms: number;
+}
+
+/** Performs one operation for writer `w`; a writer's calls never overlap. */
+type Operation = (w: number) => Promise<void>;
+
+/** Nearest-rank percentile of ascending `sorted`. */
+function percentile(sorted: readonly number[], q: number): number {
+  if (sorted.length === 0) return Number.NaN;
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))];
+}
+
+function median(values: readonly number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 === 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+}
+
+/** Runs `writers` closed loops of `op` for `seconds`: each writer starts its next operation when the last ends. */
+async function timedRun(writers: number, seconds: number, op: Operation): Promise<RunResult> {
+  const latencies: number[] = [];
+  const start = performance.now();
+  const deadline = start + seconds * 1000;
+  await Promise.all(
+    Array.from({ length: writers }, async (_, w) => {
+      while (performance.now() < deadline) {
+        const t0 = performance.now();
+        await op(w);
+        latencies.push(performance.now() - t0);
+      }
+    }),
+  );
+  // Divide by the time until the last operation ended, not by `seconds`: the final ones overrun it.
+  const elapsed = (performance.now() - start) / 1000;
+  latencies.sort((a, b) => a - b);
+  return {
+    ops: latencies.length,
+    opsPerSec: latencies.length / elapsed,
+    p50Ms: percentile(latencies, 0.5),
+    p99Ms: percentile(latencies, 0.99),
+  };
+}
+
+// A fixed pad makes the JSON payload about 200 bytes for both sides (measured and printed at start).
+const PAD = 'x'.repeat(150);
+const payload = (w: number, seq: number) => ({ writer: w, seq, kind: 'bench', pad: PAD });
+
+const METADATA: EventMetadata = { correlationId: 'bench-append', causationId: null, actor: 'system' };
+
+/** Appends one event per transaction, each writer to a stream of its own: never a conflict. */
+function storeWriters(store: EventStore, database: Database, ids: UuidV7Generator, writers: number): Operation {
+  // Fresh streams per run; the first append of each takes the create-stream path, one in thousands.
+  const streams = Array.from({ length: writers }, () => ({ id: ids.next(), type: 'bench' }));
+  const versions = new Array<number>(writers).fill(0);
+  return async (w) => {
+    const event: DomainEvent<'BenchAppended'> = { type: 'BenchAppended', schemaVersion: 1, data: payload(w, versions[w]) };
+    const result = await database.db.transaction((tx) => store.append(tx, streams[w], versions[w], [event], METADATA));
+    versions[w] = result.nextVersion;
+  };
+}
+
+/** The floor: one row of the same size per transaction, straight through a pg Pool. */
+function baselineWriters(pool: Pool, ids: UuidV7Generator, clock: SystemClock): Operation {
+  let seq = 0;
+  return async (w) => {
+    const client = await pool.connect();
+    try {
+      await client.query('BEGIN');
+      await client.query('INSERT INTO bench_baseline (uid, payload, created_at) VALUES ($1, $2, $3)', [
+        ids.next(),
+        JSON.stringify(payload(w, seq++)),
+        clock.now().toISOString(),
+      ]);
+      await client.query('COMMIT');
+    } catch (error) {
+      await client.query('ROLLBACK').catch(() => undefined);
+      throw error;
+    } finally {
+      client.release();
+    }
+  };
+}
+
+interface ConfigResult {
+  writers: number;
+  store: RunResult & { runs: RunResult[] };
+  baseline: RunResult & { runs: RunResult[] };
+  /** Median of the per-run store/baseline ratios of ops/s. */
+  ratio: number;
+}
+
+function summarize(runs: RunResult[]): RunResult & { runs: RunResult[] } {
+  return {
+    ops: median(runs.map((r) => r.ops)),
+    opsPerSec: median(runs.map((r) => r.opsPerSec)),
+    p50Ms: median(runs.map((r) => r.p50Ms)),
+    p99Ms: median(runs.map((r) => r.p99Ms)),
+    runs,
+  };
+}
+
+function withDatabase(dbName: string): string {
+  const url = new URL(SERVER_URL);
+  url.pathname = `/${dbName}`;
+  return url.toString();
+}
+
+async function onServer(sql: string): Promise<void> {
+  const client = new Client({ connectionString: SERVER_URL });
+  await client.connect();
+  try {
+    await client.query(sql);
+  } finally {
+    await client.end();
+  }
+}
+
+function printTable(results: readonly ConfigResult[]): void {
+  const header = ['writers', 'store ops/s', 'base ops/s', 'store/base', 'store p50', 'store p99', 'base p50', 'base p99'];
+  const ms = (v: number) => `${v.toFixed(2)} ms`;
+  const rows = results.map((r) => [
+    String(r.writers),
+    r.store.opsPerSec.toFixed(0),
+    r.baseline.opsPerSec.toFixed(0),
+    r.ratio.toFixed(2),
+    ms(r.store.p50Ms),
+    ms(r.store.p99Ms),
+    ms(r.baseline.p50Ms),
+    ms(r.baseline.p99Ms),
+  ]);
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i].length)));
+  const line = (cells: readonly string[]) => cells.map((c, i) => c.padStart(widths[i])).join('  ');
+  console.log(line(header));
+  console.log(widths.map((w) => '-'.repeat(w)).join('  '));
+  for (const row of rows) console.log(line(row));
+}
+
+async function main(): Promise<void> {
+  const options = parseArgs(process.argv.slice(2));
+  // Database.migrate logs each migration through Nest's logger, which would break up the table on stdout.
+  Logger.overrideLogger(['error', 'warn']);
+
+  await onServer(`DROP DATABASE IF EXISTS ${BENCH_DB} WITH (FORCE)`);
+  await onServer(`CREATE DATABASE ${BENCH_DB}`);
+  const url = withDatabase(BENCH_DB);
+  let database: Database | null = null;
+  let pool: Pool | null = null;
+  try {
+    database = await Database.open({ databaseUrl: url, databasePoolSize: POOL_SIZE, dataDir: '' });
+    await database.migrate();
+    // Same shape as an event row at its core: a sequence id, a uuid, jsonb, a timestamptz.
+    await database.db.query(`CREATE TABLE bench_baseline (
+      id         bigint PRIMARY KEY GENERATED ALWAYS AS IDENTITY,
+      uid        uuid NOT NULL,
+      payload    jsonb NOT NULL,
+      created_at timestamptz NOT NULL)`);
+    pool = new Pool({ connectionString: url, max: POOL_SIZE, application_name: 'runway-bench-baseline' });
+
+    const settings = await database.db.query<{ version: string; sync: string }>(
+      `SELECT current_setting('server_version') AS version, current_setting('synchronous_commit') AS sync`,
+    );
+    const clock = new SystemClock();
+    const ids = new UuidV7Generator(clock);
+    const store = new EventStore(database.db, clock, ids);
+    const baselinePool = pool;
+    const db = database;
+    console.log(
+      `append benchmark: ${options.runs} run(s) of ${options.seconds}s per side after a warm-up; ` +
+        `PostgreSQL ${settings.rows[0].version}, synchronous_commit=${settings.rows[0].sync}, ` +
+        `payload ${JSON.stringify(payload(0, 0)).length} bytes, pool ${POOL_SIZE}\n`,
+    );
+
+    const results: ConfigResult[] = [];
+    for (const writers of WRITER_COUNTS) {
+      const runStore = () => timedRun(writers, options.seconds, storeWriters(store, db, ids, writers));
+      const runBaseline = () => timedRun(writers, options.seconds, baselineWriters(baselinePool, ids, clock));
+      // Warm-up: connections, JIT, plan caches and the first pages of each table, discarded.
+      await runStore();
+      await runBaseline();
+      const storeRuns: RunResult[] = [];
+      const baselineRuns: RunResult[] = [];
+      for (let run = 0; run < options.runs; run++) {
+        // Alternate which side goes first, so neither always runs on the slightly bigger tables or warmer cache.
+        if (run % 2 === 0) {
+          storeRuns.push(await runStore());
+          baselineRuns.push(await runBaseline());
+        } else {
+          baselineRuns.push(await runBaseline());
+          storeRuns.push(await runStore());
+        }
+      }
+      // Each pair ran back to back, so the per-run ratio cancels drift that the two medians would not.
+      const ratio = median(storeRuns.map((s, i) => s.opsPerSec / baselineRuns[i].opsPerSec));
+      results.push({ writers, store: summarize(storeRuns), baseline: summarize(baselineRuns), ratio });
+    }
+
+    printTable(results);
+    console.log('\nops/s, p50 and p99: medians over runs; store/base: median of the per-run ratios of ops/s.');
+    if (options.json !== null) {
+      writeFileSync(options.json, `${JSON.stringify({ options, poolSize: POOL_SIZE, results }, null, 2)}\n`);
+      console.log(`results written to ${options.json}`);
+    }
+  } finally {
+    await pool?.end();
+    await database?.close();
+    await onServer(`DROP DATABASE IF EXISTS ${BENCH_DB} WITH (FORCE)`);
+  }
+}
+
+main().catch((error: unknown) => {
+  console.error(error);
+  process.exitCode = 1;
+});

@@ -1,0 +1,77 @@
+import { type LogLevel, type ModuleMetadata } from '@nestjs/common';
+import { NestFactory } from '@nestjs/core';
+import type { NestExpressApplication } from '@nestjs/platform-express';
+import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
+import type { NextFunction, Request, Response } from 'express';
+import { json } from 'express';
+import { AppModule } from './app.module';
+import type { RunwayConfig } from './config/config';
+import { PROBLEM_CONTENT_TYPE, problem } from './modules/http/problem';
+import { validationPipe } from './modules/http/validation';
+
+const LOG_LEVELS: Record<RunwayConfig['logLevel'], LogLevel[]> = {
+  error: ['fatal', 'error'],
+  warn: ['fatal', 'error', 'warn'],
+  log: ['fatal', 'error', 'warn', 'log'],
+  debug: ['fatal', 'error', 'warn', 'log', 'debug'],
+};
+
+export interface AppOptions {
+  adminTokenHash: string;
+  /** Replaces providers, e.g. the Clock in tests. */
+  overrides?: { provide: unknown; useValue: unknown }[];
+  logger?: false;
+}
+
+/** Builds the HTTP application: body limits, validation, problem+json errors, OpenAPI. */
+export async function createApp(config: RunwayConfig, options: AppOptions): Promise<NestExpressApplication> {
+  const root = AppModule.forRoot(config, options.adminTokenHash);
+  const module = options.overrides?.length
+    ? withOverrides(root, options.overrides)
+    : root;
+  const app = await NestFactory.create<NestExpressApplication>(module, {
+    bodyParser: false,
+    logger: options.logger ?? LOG_LEVELS[config.logLevel],
+    abortOnError: false,
+  });
+  app.disable('x-powered-by');
+  app.use(json({ limit: config.maxMessageBytes, strict: false, type: ['application/json', 'application/*+json'] }));
+  app.use(bodyErrors);
+  app.useGlobalPipes(validationPipe());
+  app.enableShutdownHooks();
+
+  const document = SwaggerModule.createDocument(
+    app,
+    new DocumentBuilder()
+      .setTitle('Runway')
+      .setDescription('Benchmark jobs for bare-metal runners. Errors are application/problem+json with a stable `code`.')
+      .setVersion('1')
+      .addBearerAuth()
+      .build(),
+  );
+  SwaggerModule.setup('docs', app, document, { jsonDocumentUrl: 'openapi.json', raw: ['json'] });
+  return app;
+}
+
+/** Body parser failures become problems: too large is 413, unreadable JSON is 400. */
+function bodyErrors(error: unknown, _request: Request, response: Response, next: NextFunction): void {
+  const failure = error as { type?: string; status?: number } | undefined;
+  if (failure?.type === 'entity.too.large') {
+    sendProblem(response, problem('payload_too_large', 'the request body is over the size limit'));
+  } else if (failure?.type === 'entity.parse.failed') {
+    sendProblem(response, problem('validation_failed', 'the request body is not valid JSON'));
+  } else if (failure?.status !== undefined && failure.status >= 400 && failure.status < 500) {
+    sendProblem(response, problem('validation_failed', 'the request body could not be read', 400));
+  } else {
+    next(error);
+  }
+}
+
+function sendProblem(response: Response, body: ReturnType<typeof problem>): void {
+  response.status(body.status).type(PROBLEM_CONTENT_TYPE).send(JSON.stringify(body));
+}
+
+function withOverrides(root: ReturnType<typeof AppModule.forRoot>, overrides: NonNullable<AppOptions['overrides']>) {
+  const providers = [...(root.providers ?? []), ...overrides] as ModuleMetadata['providers'];
+  return { ...root, providers, exports: overrides.map((o) => o.provide) } as ReturnType<typeof AppModule.forRoot>;
+}

@@ -1,0 +1,41 @@
+import 'reflect-metadata';
+import { Command } from 'commander';
+import { ConfigError, loadConfig } from './config/config';
+import { migrateOnly, serve } from './server';
+
+/** `runway`: the command line. Configuration comes from the environment (PROTOCOL.md). */
+export function buildCli(): Command {
+  const program = new Command('runway').description('Runway: benchmark jobs for bare-metal runners').showHelpAfterError();
+
+  program
+    .command('serve')
+    .description('start the server (HTTP API) on PORT/HOST; applies migrations first')
+    .action(async () => {
+      await serve(loadConfig());
+    });
+
+  program
+    .command('migrate')
+    .description('apply pending database migrations and exit')
+    .action(async () => {
+      const applied = await migrateOnly(loadConfig());
+      process.stdout.write(applied.length === 0 ? 'database is up to date\n' : `applied ${applied.join(', ')}\n`);
+    });
+
+  return program;
+}
+
+export async function main(argv: string[]): Promise<void> {
+  try {
+    await buildCli().parseAsync(argv);
+  } catch (error) {
+    if (error instanceof ConfigError) {
+      process.stderr.write(`runway: configuration: ${error.message}\n`);
+      process.exit(2);
+    }
+    process.stderr.write(`runway: ${error instanceof Error ? error.message : String(error)}\n`);
+    process.exit(1);
+  }
+}
+
+if (require.main === module) void main(process.argv);

@@ -1,0 +1,56 @@
+import { Body, Controller, Get, Headers, HttpCode, Param, Post, Query, Res } from '@nestjs/common';
+import { ApiBearerAuth, ApiHeader, ApiTags } from '@nestjs/swagger';
+import type { Response } from 'express';
+import { Access } from '../auth/access.decorator';
+import { Ctx, type RequestContext } from '../http/request-context';
+import { ListJobsQuery, SubmitJobDto, mapJob } from './jobs.dto';
+import { JobsService } from './jobs.service';
+
+@ApiTags('jobs')
+@ApiBearerAuth()
+@Controller('v1')
+export class JobsController {
+  constructor(private readonly jobs: JobsService) {}
+
+  @Post('projects/:project/jobs')
+  @Access('org')
+  @ApiHeader({ name: 'Idempotency-Key', required: false, description: 'same key and body within 24 h: the first job (200)' })
+  async submit(
+    @Param('project') project: string,
+    @Body() dto: SubmitJobDto,
+    @Headers('idempotency-key') idempotencyKey: string | undefined,
+    @Ctx() ctx: RequestContext,
+    @Res({ passthrough: true }) response: Response,
+  ) {
+    const { job, created } = await this.jobs.submit(project, dto, idempotencyKey, ctx);
+    response.status(created ? 201 : 200);
+    return mapJob(job, job.status === 'pending' ? await this.jobs.queuePosition(job) : undefined);
+  }
+
+  @Get('projects/:project/jobs')
+  @Access('org', 'admin')
+  async list(@Param('project') project: string, @Query() query: ListJobsQuery, @Ctx() ctx: RequestContext) {
+    const { items, nextCursor } = await this.jobs.list(project, query, ctx);
+    return { items: items.map((job) => mapJob(job)), nextCursor };
+  }
+
+  @Get('jobs/:job')
+  @Access('org', 'admin')
+  async get(@Param('job') id: string, @Ctx() ctx: RequestContext) {
+    const job = await this.jobs.get(id, ctx);
+    return mapJob(job, job.status === 'pending' ? await this.jobs.queuePosition(job) : undefined);
+  }
+
+  @Post('jobs/:job/cancel')
+  @Access('org', 'admin')
+  @HttpCode(202)
+  async cancel(@Param('job') id: string, @Ctx() ctx: RequestContext) {
+    return mapJob(await this.jobs.cancel(id, ctx));
+  }
+
+  @Get('jobs/:job/events')
+  @Access('org', 'admin')
+  async events(@Param('job') id: string, @Ctx() ctx: RequestContext) {
+    return { items: await this.jobs.events(id, ctx) };
+  }
+}

@@ -1,0 +1,135 @@
+import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
+import { Type } from 'class-transformer';
+import {
+  ArrayMaxSize,
+  ArrayMinSize,
+  IsArray,
+  IsIn,
+  IsInt,
+  IsOptional,
+  IsString,
+  Length,
+  Matches,
+  Max,
+  Min,
+} from 'class-validator';
+import type { JobStatus } from '../../machines/job.machine';
+import { IsEnvMap, NoNullCharacters } from '../http/dto';
+import type { JobRow, QueuePosition } from './jobs.repository';
+
+/** An OCI image reference pinned by digest: `registry/name[:tag]@sha256:<64 hex>`. */
+export const PINNED_IMAGE = /^[a-z0-9]+(?:[._-][a-z0-9]+)*(?::[0-9]+)?(?:\/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*(?::[\w][\w.-]{0,127})?@sha256:[0-9a-f]{64}$/;
+
+export const JOB_STATUSES: readonly JobStatus[] = ['pending', 'claimed', 'running', 'completed', 'failed', 'canceled'];
+
+export class SubmitJobDto {
+  @ApiProperty({ description: 'spec slug or id', example: 'x86-64-8c-32g' })
+  @IsString()
+  @Length(1, 64)
+  spec: string;
+
+  @ApiPropertyOptional({ description: 'OCI image pinned by digest', example: 'ghcr.io/acme/bench@sha256:' + '0'.repeat(64) })
+  @IsOptional()
+  @IsString()
+  @Matches(PINNED_IMAGE, { message: 'image must be an OCI reference pinned by digest (...@sha256:<64 hex>)' })
+  image?: string;
+
+  @ApiProperty({ type: [String], example: ['cargo', 'bench'] })
+  @IsArray()
+  @ArrayMinSize(1)
+  @ArrayMaxSize(1024)
+  @IsString({ each: true })
+  @Length(0, 65_536, { each: true })
+  @NoNullCharacters()
+  cmd: string[];
+
+  @ApiPropertyOptional({ type: [String] })
+  @IsOptional()
+  @IsArray()
+  @ArrayMinSize(1)
+  @ArrayMaxSize(64)
+  @IsString({ each: true })
+  @Length(1, 4096, { each: true })
+  @NoNullCharacters()
+  entrypoint?: string[];
+
+  @ApiPropertyOptional({ type: 'object', additionalProperties: { type: 'string' } })
+  @IsOptional()
+  @IsEnvMap(256)
+  @NoNullCharacters()
+  env?: Record<string, string>;
+
+  @ApiPropertyOptional({ description: 'seconds; capped by the plan (free 900, unclaimed 300)', minimum: 1 })
+  @IsOptional()
+  @IsInt()
+  @Min(1)
+  @Max(2_147_483_647)
+  timeout?: number;
+
+  @ApiPropertyOptional({ type: [String], description: 'files the runner reads back after the job' })
+  @IsOptional()
+  @IsArray()
+  @ArrayMaxSize(255)
+  @IsString({ each: true })
+  @Length(1, 4096, { each: true })
+  @NoNullCharacters()
+  filePaths?: string[];
+
+  @ApiPropertyOptional({ minimum: 1, maximum: 5, default: 1 })
+  @IsOptional()
+  @IsInt()
+  @Min(1)
+  @Max(5)
+  maxAttempts?: number;
+}
+
+export class ListJobsQuery {
+  @ApiPropertyOptional({ enum: JOB_STATUSES })
+  @IsOptional()
+  @IsIn(JOB_STATUSES)
+  status?: JobStatus;
+
+  @ApiPropertyOptional({ minimum: 1, maximum: 100, default: 50 })
+  @IsOptional()
+  @Type(() => Number)
+  @IsInt()
+  @Min(1)
+  @Max(100)
+  limit?: number;
+
+  @ApiPropertyOptional({ description: 'nextCursor of the previous page' })
+  @IsOptional()
+  @IsString()
+  @Length(1, 64)
+  cursor?: string;
+}
+
+export const billedMinutes = (row: Pick<JobRow, 'started_at' | 'finished_at'>): number | null =>
+  row.started_at !== null && row.finished_at !== null
+    ? Math.ceil((row.finished_at.getTime() - row.started_at.getTime()) / 60_000)
+    : null;
+
+export function mapJob(row: JobRow, queue?: QueuePosition) {
+  return {
+    id: row.id,
+    project: row.project_id,
+    org: row.org_id,
+    spec: row.spec,
+    status: row.status,
+    priority: row.priority,
+    attempt: row.attempt,
+    maxAttempts: row.max_attempts,
+    timeout: row.timeout,
+    runner: row.runner_id,
+    createdAt: row.created_at.toISOString(),
+    claimedAt: row.claimed_at?.toISOString() ?? null,
+    startedAt: row.started_at?.toISOString() ?? null,
+    finishedAt: row.finished_at?.toISOString() ?? null,
+    exitCode: row.exit_code,
+    failure: row.failure,
+    billedMinutes: billedMinutes(row),
+    ...(row.status === 'pending' && queue
+      ? { queue: { position: queue.position, ahead: queue.ahead, eta: null, waitingFor: null } }
+      : {}),
+  };
+}

@@ -1,0 +1,126 @@
+import { Injectable } from '@nestjs/common';
+import type { Plan } from '../../events/job-events';
+import type { JobState, JobStatus } from '../../machines/job.machine';
+import { Db, type Sql } from '../database/db';
+
+export interface JobRow {
+  id: string;
+  org_id: string;
+  project_id: string;
+  spec_id: string;
+  spec: string;
+  plan: Plan;
+  priority: number;
+  status: JobStatus;
+  attempt: number;
+  max_attempts: number;
+  runner_id: string | null;
+  timeout: number;
+  created_at: Date;
+  claimed_at: Date | null;
+  started_at: Date | null;
+  finished_at: Date | null;
+  exit_code: number | null;
+  failure: string | null;
+  version: number;
+}
+
+export interface QueuePosition {
+  /** 1-based place in the spec's queue, in claim order. */
+  position: number;
+  ahead: number;
+}
+
+/** The jobs view: one row per job, the latest folded state, written with the job's events. */
+@Injectable()
+export class JobsRepository {
+  constructor(private readonly db: Db) {}
+
+  async save(tx: Sql, job: JobState): Promise<void> {
+    await tx.query(
+      `INSERT INTO jobs (id, org_id, project_id, spec_id, spec, plan, priority, status, attempt, max_attempts,
+         runner_id, timeout, source_ip, created_at, claimed_at, started_at, finished_at, exit_code, failure, version)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)
+       ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status, attempt = EXCLUDED.attempt,
+         runner_id = EXCLUDED.runner_id, claimed_at = EXCLUDED.claimed_at, started_at = EXCLUDED.started_at,
+         finished_at = EXCLUDED.finished_at, exit_code = EXCLUDED.exit_code, failure = EXCLUDED.failure,
+         version = EXCLUDED.version`,
+      [
+        job.jobId,
+        job.orgId,
+        job.projectId,
+        job.specId,
+        job.spec,
+        job.plan,
+        job.priority,
+        job.status,
+        job.attempt,
+        job.maxAttempts,
+        job.runnerId,
+        job.timeout,
+        job.sourceIp,
+        job.createdAt,
+        job.claimedAt,
+        job.startedAt,
+        job.finishedAt,
+        job.exitCode,
+        job.failure,
+        job.version,
+      ],
+    );
+  }
+
+  async find(id: string): Promise<JobRow | null> {
+    return (await this.db.query<JobRow>(`SELECT * FROM jobs WHERE id = $1`, [id])).rows[0] ?? null;
+  }
+
+  /** A project's jobs, newest first (ids are time-ordered), after `beforeId` when paging. */
+  async list(projectId: string, options: { status?: JobStatus; limit: number; beforeId?: string }): Promise<JobRow[]> {
+    const { rows } = await this.db.query<JobRow>(
+      `SELECT * FROM jobs
+        WHERE project_id = $1 AND ($2::text IS NULL OR status = $2) AND ($3::uuid IS NULL OR id < $3)
+        ORDER BY id DESC LIMIT $4`,
+      [projectId, options.status ?? null, options.beforeId ?? null, options.limit],
+    );
+    return rows;
+  }
+
+  /** Where a pending job stands in its spec's queue: higher tiers first, then the oldest. */
+  async queuePosition(job: JobRow): Promise<QueuePosition> {
+    const { rows } = await this.db.query<{ ahead: string }>(
+      `SELECT count(*) AS ahead FROM jobs
+        WHERE status = 'pending' AND spec_id = $1
+          AND (priority > $2 OR (priority = $2 AND (created_at, id) < ($3, $4)))`,
+      [job.spec_id, job.priority, job.created_at, job.id],
+    );
+    const ahead = Number(rows[0].ahead);
+    return { position: ahead + 1, ahead };
+  }
+
+  /** The job an Idempotency-Key already made within the window, with the hash of its request. */
+  async findIdempotent(orgId: string, key: string, since: Date): Promise<{ job_id: string; request_hash: string } | null> {
+    const { rows } = await this.db.query<{ job_id: string; request_hash: string }>(
+      `SELECT job_id, request_hash FROM job_idempotency_keys WHERE org_id = $1 AND key = $2 AND created_at > $3`,
+      [orgId, key, since],
+    );
+    return rows[0] ?? null;
+  }
+
+  /**
+   * Claims an Idempotency-Key for a new job; an expired claim is replaced. Returns false when a
+   * live claim exists (another request with the key won the race).
+   */
+  async claimIdempotencyKey(
+    tx: Sql,
+    claim: { orgId: string; key: string; requestHash: string; jobId: string; at: string; since: Date },
+  ): Promise<boolean> {
+    const { rowCount } = await tx.query(
+      `INSERT INTO job_idempotency_keys (org_id, key, request_hash, job_id, created_at) VALUES ($1, $2, $3, $4, $5)
+       ON CONFLICT (org_id, key) DO UPDATE
+         SET request_hash = EXCLUDED.request_hash, job_id = EXCLUDED.job_id, created_at = EXCLUDED.created_at
+         WHERE job_idempotency_keys.created_at <= $6`,
+      [claim.orgId, claim.key, claim.requestHash, claim.jobId, claim.at, claim.since],
+    );
+    return rowCount === 1;
+  }
+}

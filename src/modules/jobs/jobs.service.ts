@@ -1,0 +1,187 @@
+import { Injectable } from '@nestjs/common';
+import { Clock } from '../../common/clock';
+import { ConflictError, NotFoundError, ValidationError } from '../../common/errors';
+import { IdGenerator, UUID_PATTERN } from '../../common/ids';
+import { type EventEnvelope, canonicalJson, sha256Hex } from '../../events/envelope';
+import { type JobEvent, PLAN_PRIORITY, type Plan } from '../../events/job-events';
+import { type JobCommand, type JobState, decide, evolve } from '../../machines/job.machine';
+import { canReadOrg, orgOf } from '../auth/principal';
+import { CommandHandler } from '../event-store/command-handler';
+import { EventStore } from '../event-store/event-store';
+import type { RequestContext } from '../http/request-context';
+import { OrgsRepository } from '../orgs/orgs.repository';
+import { SpecsService } from '../specs/specs';
+import type { ListJobsQuery, SubmitJobDto } from './jobs.dto';
+import { JobsRepository, type JobRow } from './jobs.repository';
+
+export const JOB_STREAM = 'job';
+
+/** Longest timeout a plan allows, in seconds (null: no cap), and the default for paid plans. */
+const MAX_TIMEOUT: Record<Plan, number | null> = { enterprise: null, team: null, free: 900, unclaimed: 300 };
+const DEFAULT_TIMEOUT = 3600;
+const IDEMPOTENCY_WINDOW_MS = 24 * 60 * 60 * 1000;
+const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,255}$/;
+
+class IdempotencyKeyTaken extends Error {}
+
+export interface Submission {
+  job: JobRow;
+  /** false: an earlier request with the same Idempotency-Key and body made this job. */
+  created: boolean;
+}
+
+/** Jobs: submission, reading, cancel. Every change is decided by the job machine. */
+@Injectable()
+export class JobsService {
+  constructor(
+    private readonly commands: CommandHandler,
+    private readonly store: EventStore,
+    private readonly jobs: JobsRepository,
+    private readonly orgs: OrgsRepository,
+    private readonly specs: SpecsService,
+    private readonly clock: Clock,
+    private readonly ids: IdGenerator,
+  ) {}
+
+  async submit(projectRef: string, dto: SubmitJobDto, idempotencyKey: string | undefined, ctx: RequestContext): Promise<Submission> {
+    const orgId = orgOf(ctx.principal);
+    const project = await this.orgs.findProject(orgId, projectRef);
+    if (project === null) throw new NotFoundError('project not found');
+    if (idempotencyKey !== undefined && !IDEMPOTENCY_KEY.test(idempotencyKey)) {
+      throw new ValidationError('Idempotency-Key must be 1-255 visible ASCII characters');
+    }
+    const requestHash = sha256Hex(canonicalJson({ project: project.id, body: dto }));
+    const since = new Date(this.clock.now().getTime() - IDEMPOTENCY_WINDOW_MS);
+    if (idempotencyKey !== undefined) {
+      const earlier = await this.replay(orgId, idempotencyKey, requestHash, since);
+      if (earlier !== null) return { job: earlier, created: false };
+    }
+
+    const org = await this.orgs.findOrg(orgId);
+    if (org === null) throw new NotFoundError('organization not found');
+    const spec = await this.specs.find(dto.spec);
+    if (spec === null) {
+      throw new ValidationError(`spec "${dto.spec}" does not exist`, [{ field: 'spec', message: 'unknown spec' }]);
+    }
+    const cap = MAX_TIMEOUT[org.plan];
+    const timeout = dto.timeout ?? Math.min(DEFAULT_TIMEOUT, cap ?? DEFAULT_TIMEOUT);
+    if (cap !== null && timeout > cap) {
+      throw new ValidationError(`the ${org.plan} plan allows a timeout of at most ${cap} s`, [
+        { field: 'timeout', message: `at most ${cap}` },
+      ]);
+    }
+
+    const jobId = this.ids.next();
+    const at = this.clock.now().toISOString();
+    try {
+      await this.execute(jobId, ctx, {
+        type: 'submit',
+        at,
+        job: {
+          jobId,
+          orgId,
+          projectId: project.id,
+          spec: spec.slug,
+          specId: spec.id,
+          plan: org.plan,
+          priority: PLAN_PRIORITY[org.plan],
+          image: dto.image ?? null,
+          cmd: dto.cmd,
+          entrypoint: dto.entrypoint ?? null,
+          env: dto.env ?? {},
+          timeout,
+          filePaths: dto.filePaths ?? [],
+          maxAttempts: dto.maxAttempts ?? 1,
+          sourceIp: ctx.sourceIp,
+        },
+      }, async (tx) => {
+        if (idempotencyKey === undefined) return;
+        const claimed = await this.jobs.claimIdempotencyKey(tx, { orgId, key: idempotencyKey, requestHash, jobId, at, since });
+        if (!claimed) throw new IdempotencyKeyTaken();
+      });
+    } catch (error) {
+      if (!(error instanceof IdempotencyKeyTaken) || idempotencyKey === undefined) throw error;
+      // A concurrent request with the same key committed first: answer as its retry.
+      const earlier = await this.replay(orgId, idempotencyKey, requestHash, since);
+      if (earlier === null) throw new ConflictError('a request with this Idempotency-Key is in progress; retry', { cause: error });
+      return { job: earlier, created: false };
+    }
+    return { job: await this.mustFind(jobId), created: true };
+  }
+
+  private async replay(orgId: string, key: string, requestHash: string, since: Date): Promise<JobRow | null> {
+    const earlier = await this.jobs.findIdempotent(orgId, key, since);
+    if (earlier === null) return null;
+    if (earlier.request_hash !== requestHash) {
+      throw new ConflictError('this Idempotency-Key was used with a different request in the last 24 hours');
+    }
+    return this.mustFind(earlier.job_id);
+  }
+
+  async get(ref: string, ctx: RequestContext): Promise<JobRow> {
+    const job = UUID_PATTERN.test(ref) ? await this.jobs.find(ref) : null;
+    if (job === null || !canReadOrg(ctx.principal, job.org_id)) throw new NotFoundError('job not found');
+    return job;
+  }
+
+  queuePosition(job: JobRow) {
+    return this.jobs.queuePosition(job);
+  }
+
+  async list(projectRef: string, query: ListJobsQuery, ctx: RequestContext): Promise<{ items: JobRow[]; nextCursor: string | null }> {
+    const orgId = ctx.principal.kind === 'org' ? ctx.principal.orgId : null;
+    const project = await this.orgs.findProject(orgId, projectRef);
+    if (project === null) throw new NotFoundError('project not found');
+    const beforeId = query.cursor === undefined ? undefined : decodeCursor(query.cursor);
+    const limit = query.limit ?? 50;
+    const items = await this.jobs.list(project.id, { status: query.status, limit: limit + 1, beforeId });
+    const page = items.slice(0, limit);
+    return { items: page, nextCursor: items.length > limit ? encodeCursor(page[page.length - 1].id) : null };
+  }
+
+  async cancel(ref: string, ctx: RequestContext): Promise<JobRow> {
+    const job = await this.get(ref, ctx);
+    await this.execute(job.id, ctx, { type: 'cancel', at: this.clock.now().toISOString(), reason: `canceled by ${ctx.metadata.actor}` });
+    return this.mustFind(job.id);
+  }
+
+  async events(ref: string, ctx: RequestContext): Promise<EventEnvelope[]> {
+    const job = await this.get(ref, ctx);
+    return this.store.readStream(job.id);
+  }
+
+  /** Decides `command` on the job's stream with the machine, appends, and updates the jobs view. */
+  private execute(
+    jobId: string,
+    ctx: RequestContext,
+    command: JobCommand,
+    alsoInTransaction?: Parameters<CommandHandler['execute']>[0]['project'],
+  ) {
+    return this.commands.execute<JobState, JobEvent>({
+      stream: { id: jobId, type: JOB_STREAM },
+      evolve,
+      decide: (state) => decide(state, command),
+      project: async (tx, envelopes, state) => {
+        await this.jobs.save(tx, state);
+        await alsoInTransaction?.(tx, envelopes, state);
+      },
+      metadata: ctx.metadata,
+    });
+  }
+
+  private async mustFind(id: string): Promise<JobRow> {
+    const job = await this.jobs.find(id);
+    if (job === null) throw new NotFoundError('job not found');
+    return job;
+  }
+}
+
+function encodeCursor(id: string): string {
+  return Buffer.from(id, 'utf8').toString('base64url');
+}
+
+function decodeCursor(cursor: string): string {
+  const id = Buffer.from(cursor, 'base64url').toString('utf8');
+  if (!UUID_PATTERN.test(id)) throw new ValidationError('cursor is not one this server gave out', [{ field: 'cursor', message: 'invalid' }]);
+  return id;
+}

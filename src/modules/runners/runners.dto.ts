@@ -1,0 +1,70 @@
+import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
+import { ArrayMaxSize, ArrayMinSize, ArrayUnique, IsArray, IsBoolean, IsOptional, IsString, Length, Matches } from 'class-validator';
+import { NoNullCharacters, SLUG_PATTERN } from '../http/dto';
+import type { RunnerRow } from './runners.repository';
+
+export class CreateRunnerDto {
+  @ApiProperty({ example: 'bench-01' })
+  @IsString()
+  @Matches(SLUG_PATTERN, { message: 'slug must be 1-64 lower-case letters, digits and dashes' })
+  slug: string;
+
+  @ApiProperty({ example: 'Rack 3, machine 1' })
+  @IsString()
+  @Length(1, 200)
+  @NoNullCharacters()
+  name: string;
+
+  @ApiProperty({ type: [String], description: 'spec slugs or ids this runner serves' })
+  @IsArray()
+  @ArrayMinSize(1)
+  @ArrayMaxSize(64)
+  @ArrayUnique()
+  @IsString({ each: true })
+  @Length(1, 64, { each: true })
+  specs: string[];
+}
+
+export class UpdateRunnerDto {
+  @ApiPropertyOptional()
+  @IsOptional()
+  @IsString()
+  @Length(1, 200)
+  @NoNullCharacters()
+  name?: string;
+
+  @ApiPropertyOptional({ type: [String] })
+  @IsOptional()
+  @IsArray()
+  @ArrayMinSize(1)
+  @ArrayMaxSize(64)
+  @ArrayUnique()
+  @IsString({ each: true })
+  @Length(1, 64, { each: true })
+  specs?: string[];
+
+  @ApiPropertyOptional({ description: 'an archived runner cannot connect or claim' })
+  @IsOptional()
+  @IsBoolean()
+  archived?: boolean;
+}
+
+export type RunnerState = 'offline' | 'idle' | 'busy';
+
+/**
+ * Until a runner connects through the gateway nothing is known of its presence: a runner with a
+ * job in flight is busy, any other is offline.
+ */
+export const mapRunner = (row: RunnerRow) => ({
+  id: row.id,
+  slug: row.slug,
+  name: row.name,
+  specs: row.specs,
+  archived: row.archived,
+  state: (row.current_job !== null ? 'busy' : 'offline') as RunnerState,
+  lastSeenAt: null as string | null,
+  currentJob: row.current_job,
+  fingerprint: null as Record<string, unknown> | null,
+  createdAt: row.created_at.toISOString(),
+  updatedAt: row.updated_at.toISOString(),
+});

@@ -1,0 +1,135 @@
+import { Injectable } from '@nestjs/common';
+import { ApiProperty } from '@nestjs/swagger';
+import { IsBoolean, IsIn, IsInt, IsString, Length, Matches, Max, Min } from 'class-validator';
+import { ConflictError } from '../../common/errors';
+import { IdGenerator, UUID_PATTERN } from '../../common/ids';
+import type { EventEnvelope } from '../../events/envelope';
+import { ARCHITECTURES, type Architecture, type SpecCreated, type SpecEvent } from '../../events/spec-events';
+import { Db, type Sql, UNIQUE_VIOLATION, sqlState } from '../database/db';
+import { CommandHandler } from '../event-store/command-handler';
+import { NoNullCharacters, SLUG_PATTERN } from '../http/dto';
+import type { RequestContext } from '../http/request-context';
+
+export class CreateSpecDto {
+  @ApiProperty({ example: 'x86-64-8c-32g' })
+  @IsString()
+  @Matches(SLUG_PATTERN, { message: 'slug must be 1-64 lower-case letters, digits and dashes' })
+  slug: string;
+
+  @ApiProperty({ example: 'AMD EPYC 8 cores, 32 GiB' })
+  @IsString()
+  @Length(1, 200)
+  @NoNullCharacters()
+  name: string;
+
+  @ApiProperty({ enum: ARCHITECTURES })
+  @IsIn(ARCHITECTURES)
+  architecture: Architecture;
+
+  @ApiProperty({ description: 'CPU cores', example: 8 })
+  @IsInt()
+  @Min(1)
+  @Max(65_536)
+  cpu: number;
+
+  @ApiProperty({ description: 'bytes', example: 34_359_738_368 })
+  @IsInt()
+  @Min(1)
+  @Max(Number.MAX_SAFE_INTEGER)
+  memory: number;
+
+  @ApiProperty({ description: 'bytes', example: 549_755_813_888 })
+  @IsInt()
+  @Min(1)
+  @Max(Number.MAX_SAFE_INTEGER)
+  disk: number;
+
+  @ApiProperty({ description: 'whether jobs get network access' })
+  @IsBoolean()
+  network: boolean;
+}
+
+export interface SpecRow {
+  id: string;
+  slug: string;
+  name: string;
+  architecture: Architecture;
+  cpu: number;
+  memory: string;
+  disk: string;
+  network: boolean;
+  created_at: Date;
+}
+
+export const mapSpec = (row: SpecRow) => ({
+  id: row.id,
+  slug: row.slug,
+  name: row.name,
+  architecture: row.architecture,
+  cpu: row.cpu,
+  memory: Number(row.memory),
+  disk: Number(row.disk),
+  network: row.network,
+  createdAt: row.created_at.toISOString(),
+});
+
+export const SPEC_STREAM = 'spec';
+
+/** Hardware specs: classes of identical machines that jobs ask for and runners serve. */
+@Injectable()
+export class SpecsService {
+  constructor(
+    private readonly db: Db,
+    private readonly commands: CommandHandler,
+    private readonly ids: IdGenerator,
+  ) {}
+
+  async create(dto: CreateSpecDto, ctx: RequestContext): Promise<SpecRow> {
+    const specId = this.ids.next();
+    const event: SpecCreated = { type: 'SpecCreated', schemaVersion: 1, data: { specId, ...dto } };
+    try {
+      await this.commands.execute<SpecCreated['data'], SpecEvent>({
+        stream: { id: specId, type: SPEC_STREAM },
+        evolve: (_, e) => e.data,
+        decide: () => [event],
+        project: (tx, envelopes) => projectSpecs(tx, envelopes),
+        metadata: ctx.metadata,
+      });
+    } catch (error) {
+      if (sqlState(error) === UNIQUE_VIOLATION) throw new ConflictError(`a spec with slug "${dto.slug}" already exists`);
+      throw error;
+    }
+    return (await this.find(specId)) as SpecRow;
+  }
+
+  async list(): Promise<SpecRow[]> {
+    return (await this.db.query<SpecRow>(`SELECT * FROM specs ORDER BY slug`)).rows;
+  }
+
+  /** By id or slug. */
+  async find(ref: string): Promise<SpecRow | null> {
+    const column = UUID_PATTERN.test(ref) ? 'id' : 'slug';
+    return (await this.db.query<SpecRow>(`SELECT * FROM specs WHERE ${column} = $1`, [ref])).rows[0] ?? null;
+  }
+
+  /** Every spec named, by id or slug, or the first one that does not exist. */
+  async findAll(refs: readonly string[]): Promise<{ specs: SpecRow[]; missing: string | null }> {
+    const specs: SpecRow[] = [];
+    for (const ref of refs) {
+      const spec = await this.find(ref);
+      if (spec === null) return { specs, missing: ref };
+      specs.push(spec);
+    }
+    return { specs, missing: null };
+  }
+}
+
+export async function projectSpecs(tx: Sql, envelopes: readonly EventEnvelope<SpecEvent>[]): Promise<void> {
+  for (const { data, occurredAt } of envelopes) {
+    await tx.query(
+      `INSERT INTO specs (id, slug, name, architecture, cpu, memory, disk, network, created_at)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+      [data.specId, data.slug, data.name, data.architecture, data.cpu, data.memory, data.disk, data.network, occurredAt],
+    );
+  }
+}

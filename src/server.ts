@@ -1,0 +1,33 @@
+import { Logger } from '@nestjs/common';
+import type { NestExpressApplication } from '@nestjs/platform-express';
+import { createApp } from './app';
+import type { RunwayConfig } from './config/config';
+import { resolveAdminToken } from './modules/auth/admin-token';
+import { Database } from './modules/database/database';
+
+/** Starts the HTTP server on the configured address; resolves once it listens. */
+export async function serve(config: RunwayConfig): Promise<NestExpressApplication> {
+  const logger = new Logger('Runway');
+  const admin = await resolveAdminToken(config.adminToken, config.dataDir);
+  const app = await createApp(config, { adminTokenHash: admin.hash });
+  await app.listen(config.port, config.host);
+  const url = await app.getUrl();
+  logger.log(`listening on ${url.replace('[::1]', 'localhost')} (${config.databaseUrl === null ? `embedded PostgreSQL in ${config.dataDir}` : 'PostgreSQL'})`);
+  if (admin.generated !== null) {
+    // Shown once: only its SHA-256 is kept in the data directory.
+    process.stdout.write(
+      `\nGenerated an operator token. It is shown only now; keep it somewhere safe:\n\n  RUNWAY_ADMIN_TOKEN=${admin.generated}\n\n`,
+    );
+  }
+  return app;
+}
+
+/** Applies pending migrations and exits. */
+export async function migrateOnly(config: RunwayConfig): Promise<string[]> {
+  const database = await Database.open(config);
+  try {
+    return await database.migrate();
+  } finally {
+    await database.close();
+  }
+}
