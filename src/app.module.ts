@@ -16,14 +16,14 @@ import { SpecsModule } from './modules/specs/specs.module';
 /** Process-wide providers: configuration, the operator credential, time and ids. */
 @Module({})
 class CoreModule {
-  static forRoot(config: RunwayConfig, adminTokenHash: string): DynamicModule {
+  static forRoot(config: RunwayConfig, adminTokenHash: string, clock: Clock): DynamicModule {
     return {
       module: CoreModule,
       global: true,
       providers: [
         { provide: RUNWAY_CONFIG, useValue: config },
         { provide: ADMIN_TOKEN_HASH, useValue: adminTokenHash },
-        { provide: Clock, useClass: SystemClock },
+        { provide: Clock, useValue: clock },
         { provide: IdGenerator, inject: [Clock], useFactory: (clock: Clock) => new UuidV7Generator(clock) },
       ],
       exports: [RUNWAY_CONFIG, ADMIN_TOKEN_HASH, Clock, IdGenerator],
@@ -34,11 +34,11 @@ class CoreModule {
 /** Runway's API: every module, one auth guard, one error filter. */
 @Module({})
 export class AppModule {
-  static forRoot(config: RunwayConfig, adminTokenHash: string): DynamicModule {
+  static forRoot(config: RunwayConfig, adminTokenHash: string, clock: Clock = new SystemClock()): DynamicModule {
     return {
       module: AppModule,
       imports: [
-        CoreModule.forRoot(config, adminTokenHash),
+        CoreModule.forRoot(config, adminTokenHash, clock),
         DatabaseModule.forRoot(),
         EventStoreModule,
         HealthModule,

@@ -1,10 +1,11 @@
-import { type LogLevel, type ModuleMetadata } from '@nestjs/common';
+import type { LogLevel } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import type { NestExpressApplication } from '@nestjs/platform-express';
 import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
 import type { NextFunction, Request, Response } from 'express';
 import { json } from 'express';
 import { AppModule } from './app.module';
+import type { Clock } from './common/clock';
 import type { RunwayConfig } from './config/config';
 import { PROBLEM_CONTENT_TYPE, problem } from './modules/http/problem';
 import { validationPipe } from './modules/http/validation';
@@ -18,18 +19,14 @@ const LOG_LEVELS: Record<RunwayConfig['logLevel'], LogLevel[]> = {
 
 export interface AppOptions {
   adminTokenHash: string;
-  /** Replaces providers, e.g. the Clock in tests. */
-  overrides?: { provide: unknown; useValue: unknown }[];
+  /** The time; tests pass a ManualClock. */
+  clock?: Clock;
   logger?: false;
 }
 
 /** Builds the HTTP application: body limits, validation, problem+json errors, OpenAPI. */
 export async function createApp(config: RunwayConfig, options: AppOptions): Promise<NestExpressApplication> {
-  const root = AppModule.forRoot(config, options.adminTokenHash);
-  const module = options.overrides?.length
-    ? withOverrides(root, options.overrides)
-    : root;
-  const app = await NestFactory.create<NestExpressApplication>(module, {
+  const app = await NestFactory.create<NestExpressApplication>(AppModule.forRoot(config, options.adminTokenHash, options.clock), {
     bodyParser: false,
     logger: options.logger ?? LOG_LEVELS[config.logLevel],
     abortOnError: false,
@@ -69,9 +66,4 @@ function bodyErrors(error: unknown, _request: Request, response: Response, next:
 
 function sendProblem(response: Response, body: ReturnType<typeof problem>): void {
   response.status(body.status).type(PROBLEM_CONTENT_TYPE).send(JSON.stringify(body));
-}
-
-function withOverrides(root: ReturnType<typeof AppModule.forRoot>, overrides: NonNullable<AppOptions['overrides']>) {
-  const providers = [...(root.providers ?? []), ...overrides] as ModuleMetadata['providers'];
-  return { ...root, providers, exports: overrides.map((o) => o.provide) } as ReturnType<typeof AppModule.forRoot>;
 }

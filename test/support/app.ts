@@ -1,0 +1,49 @@
+import type { NestExpressApplication } from '@nestjs/platform-express';
+import request from 'supertest';
+import { createApp } from '../../src/app';
+import { ManualClock } from '../../src/common/clock';
+import { loadConfig, type RunwayConfig } from '../../src/config/config';
+import { hashToken } from '../../src/modules/auth/tokens';
+import { Db } from '../../src/modules/database/db';
+import { createTestDatabase, type TestDatabase } from './postgres';
+
+export const ADMIN_TOKEN = 'runway_admin_' + 'a1'.repeat(32);
+
+export interface TestApp {
+  app: NestExpressApplication;
+  http: ReturnType<typeof request>;
+  db: Db;
+  clock: ManualClock;
+  config: RunwayConfig;
+  database: TestDatabase;
+  close(): Promise<void>;
+}
+
+/** The API on a database of its own, with a manual clock and a known operator token. */
+export async function startTestApp(env: Record<string, string> = {}): Promise<TestApp> {
+  const database = await createTestDatabase();
+  const config = loadConfig({
+    DATABASE_URL: database.url,
+    RUNWAY_ADMIN_TOKEN: ADMIN_TOKEN,
+    RUNWAY_DATABASE_POOL_SIZE: '8',
+    ...env,
+  });
+  const clock = new ManualClock('2026-05-01T12:00:00.000Z');
+  const app = await createApp(config, { adminTokenHash: hashToken(ADMIN_TOKEN), clock, logger: false });
+  await app.init();
+  return {
+    app,
+    http: request(app.getHttpServer()),
+    db: app.get(Db),
+    clock,
+    config,
+    database,
+    async close() {
+      await app.close();
+      await database.drop();
+    },
+  };
+}
+
+export const bearer = (token: string) => ({ Authorization: `Bearer ${token}` });
+export const admin = bearer(ADMIN_TOKEN);
