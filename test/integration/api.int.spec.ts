@@ -3,6 +3,8 @@ import { type TestApp, admin, bearer, startTestApp } from '../support/app';
 
 const sha256 = (s: string) => createHash('sha256').update(s).digest('hex');
 const PROBLEM = /application\/problem\+json/;
+/** The request line of a response, so a failed expectation says which call it was. */
+const pathOf = (res: { request?: unknown }) => String((res.request as { url?: string } | undefined)?.url ?? '?');
 
 describe('REST API', () => {
   let t: TestApp;
@@ -358,7 +360,7 @@ describe('REST API', () => {
         t.http.get(`/v1/orgs/${a.org.slug}`).set(bearer(b.key)),
       ];
       for (const res of await Promise.all(attempts)) {
-        expect({ url: res.req.path, status: res.status, code: res.body.code }).toEqual({ url: res.req.path, status: 404, code: 'not_found' });
+        expect({ url: pathOf(res), status: res.status, code: res.body.code }).toEqual({ url: pathOf(res), status: 404, code: 'not_found' });
       }
       // B's own project with A's project slug would be B's, not A's.
       expect(await countEvents()).toBe(before);
@@ -374,7 +376,7 @@ describe('REST API', () => {
         t.http.get('/v1/runners').set(bearer(b.key)),
         t.http.post('/v1/specs').set(bearer(b.key)).send({}),
       ])) {
-        expect({ url: res.req.path, status: res.status, code: res.body.code }).toEqual({ url: res.req.path, status: 403, code: 'forbidden' });
+        expect({ url: pathOf(res), status: res.status, code: res.body.code }).toEqual({ url: pathOf(res), status: 403, code: 'forbidden' });
       }
     });
   });

@@ -179,15 +179,13 @@ export async function startRunway(args: readonly string[], env: ChildEnv = {}): 
         }
       } finally {
         live.delete(proc);
-        reservedPorts.delete(proc.port);
+        reservedPorts.delete(port);
       }
     },
   };
   live.add(proc);
-  void exited.then(
-    () => reservedPorts.delete(proc.port),
-    () => reservedPorts.delete(proc.port),
-  );
+  const release = () => reservedPorts.delete(port);
+  exited.then(release, release);
   return proc;
 }
 

@@ -93,11 +93,7 @@ export class EventStore {
     metadata: EventMetadata,
   ): Promise<AppendResult<E>> {
     if (events.length === 0) return { nextVersion: expectedVersion, envelopes: [] };
-    const head = await this.lockHead(tx, stream, expectedVersion);
-    const positions = await tx.query<{ p: string }>(
-      `SELECT nextval('events_global_position_seq') AS p FROM generate_series(1, $1)`,
-      [events.length],
-    );
+    const head = await this.lockHead(tx, stream, expectedVersion, events.length);
     const occurredAt = this.clock.now().toISOString();
     let prevHash = head.lastHash;
     const envelopes: EventEnvelope<E>[] = events.map((event, i) => {
@@ -106,7 +102,7 @@ export class EventStore {
         streamId: stream.id,
         streamType: stream.type,
         position: expectedVersion + i + 1,
-        globalPosition: Number(positions.rows[i].p),
+        globalPosition: head.positions[i],
         type: event.type,
         schemaVersion: event.schemaVersion,
         data: event.data,
@@ -118,55 +114,69 @@ export class EventStore {
       prevHash = hash;
       return { ...unhashed, hash };
     });
+    const nextVersion = expectedVersion + events.length;
+    // One round trip: the rows, and the stream's new head.
     await tx.query(
-      `INSERT INTO events (global_position, id, stream_id, stream_type, stream_position, type,
-         schema_version, data, metadata, occurred_at, hash, prev_hash)
-       SELECT * FROM unnest($1::bigint[], $2::uuid[], $3::uuid[], $4::text[], $5::int[], $6::text[],
-         $7::int[], $8::jsonb[], $9::jsonb[], $10::timestamptz[], $11::text[], $12::text[])`,
+      `WITH appended AS (
+         INSERT INTO events (global_position, id, stream_id, stream_type, stream_position, type,
+           schema_version, data, metadata, occurred_at, hash, prev_hash)
+         SELECT g, i, $1, $2, p, t, v, d, m, $10, h, ph
+           FROM unnest($3::bigint[], $4::uuid[], $5::int[], $6::text[], $7::int[], $8::jsonb[], $9::jsonb[],
+                       $11::text[], $12::text[]) AS e(g, i, p, t, v, d, m, h, ph)
+         RETURNING 1)
+       UPDATE streams SET version = $13, last_hash = $14
+        WHERE stream_id = $1 AND (SELECT count(*) FROM appended) = $15`,
       [
+        stream.id,
+        stream.type,
         envelopes.map((e) => e.globalPosition),
         envelopes.map((e) => e.id),
-        envelopes.map((e) => e.streamId),
-        envelopes.map((e) => e.streamType),
         envelopes.map((e) => e.position),
         envelopes.map((e) => e.type),
         envelopes.map((e) => e.schemaVersion),
         envelopes.map((e) => JSON.stringify(e.data)),
         envelopes.map((e) => JSON.stringify(e.metadata)),
-        envelopes.map((e) => e.occurredAt),
+        occurredAt,
         envelopes.map((e) => e.hash),
         envelopes.map((e) => e.prevHash),
+        nextVersion,
+        prevHash,
+        events.length,
       ],
     );
-    const nextVersion = expectedVersion + events.length;
-    await tx.query(`UPDATE streams SET version = $2, last_hash = $3 WHERE stream_id = $1`, [
-      stream.id,
-      nextVersion,
-      prevHash,
-    ]);
     return { nextVersion, envelopes };
   }
 
-  /** Takes the stream's row lock (creating the stream when expectedVersion is 0) and checks its version. */
+  /**
+   * Takes the stream's row lock (creating the stream when expectedVersion is 0), checks its
+   * version, and only then draws the events' global positions, so positions follow the lock order.
+   */
   private async lockHead(
     tx: Sql,
     stream: { id: string; type: string },
     expectedVersion: number,
-  ): Promise<{ lastHash: string }> {
+    count: number,
+  ): Promise<{ lastHash: string; positions: number[] }> {
+    const drawPositions = `(SELECT array_agg(nextval('events_global_position_seq')) FROM generate_series(1, $2::int))::text[]`;
     if (expectedVersion === 0) {
       // A racing creator holds the row until it ends; if it commits, this insert does nothing.
-      const created = await tx.query(
-        `INSERT INTO streams (stream_id, stream_type, version, last_hash) VALUES ($1, $2, 0, $3)
-         ON CONFLICT (stream_id) DO NOTHING RETURNING stream_id`,
-        [stream.id, stream.type, GENESIS_HASH],
+      const created = await tx.query<{ positions: string[] }>(
+        `WITH created AS (
+           INSERT INTO streams (stream_id, stream_type, version, last_hash) VALUES ($1, $3, 0, $4)
+           ON CONFLICT (stream_id) DO NOTHING RETURNING stream_id)
+         SELECT ${drawPositions} AS positions FROM created`,
+        [stream.id, count, stream.type, GENESIS_HASH],
       );
-      if (created.rowCount === 1) return { lastHash: GENESIS_HASH };
+      const row = created.rows[0];
+      if (row !== undefined) return { lastHash: GENESIS_HASH, positions: row.positions.map(Number) };
       throw new ConcurrencyError(stream.id, 0, await this.version(stream.id, tx));
     }
-    const head = await tx.query<{ version: number; last_hash: string; xid_before: string | null }>(
-      `SELECT version, last_hash, pg_current_xact_id_if_assigned()::text AS xid_before
-         FROM streams WHERE stream_id = $1 FOR UPDATE`,
-      [stream.id],
+    const head = await tx.query<{ version: number; last_hash: string; xid_before: string | null; positions: string[] }>(
+      `WITH head AS (
+         SELECT version, last_hash, pg_current_xact_id_if_assigned()::text AS xid_before
+           FROM streams WHERE stream_id = $1 FOR UPDATE)
+       SELECT head.*, CASE WHEN version = $3 THEN ${drawPositions} END AS positions FROM head`,
+      [stream.id, count, expectedVersion],
     );
     const row = head.rows[0];
     if (row === undefined || row.version !== expectedVersion) {
@@ -176,7 +186,7 @@ export class EventStore {
       // A write before the lock would give this transaction an older id than a writer it waited for.
       throw new Error(`append to stream ${stream.id} must be the first write of its transaction`);
     }
-    return { lastHash: row.last_hash };
+    return { lastHash: row.last_hash, positions: row.positions.map(Number) };
   }
 
   /** A stream's events in version order (from `fromVersion`, exclusive). */

@@ -93,6 +93,7 @@ export class JobsService {
           filePaths: dto.filePaths ?? [],
           maxAttempts: dto.maxAttempts ?? 1,
           sourceIp: ctx.sourceIp,
+          idempotency: idempotencyKey === undefined ? null : { key: idempotencyKey, requestHash },
         },
       }, async (tx) => {
         if (idempotencyKey === undefined) return;
