@@ -32,8 +32,9 @@ export async function createApp(config: RunwayConfig, options: AppOptions): Prom
     abortOnError: false,
   });
   app.disable('x-powered-by');
-  app.use(json({ limit: config.maxMessageBytes, strict: false, type: ['application/json', 'application/*+json'] }));
+  app.use(json({ limit: config.maxMessageBytes, strict: false, type: JSON_TYPES }));
   app.use(bodyErrors);
+  app.use(requireJsonBodies);
   app.useGlobalPipes(validationPipe());
   app.enableShutdownHooks();
 
@@ -50,18 +51,32 @@ export async function createApp(config: RunwayConfig, options: AppOptions): Prom
   return app;
 }
 
+const JSON_TYPES = ['application/json', 'application/*+json'];
+
 /** Body parser failures become problems: too large is 413, unreadable JSON is 400. */
 function bodyErrors(error: unknown, _request: Request, response: Response, next: NextFunction): void {
-  const failure = error as { type?: string; status?: number } | undefined;
+  const failure = error as { type?: string; status?: number; message?: string } | undefined;
   if (failure?.type === 'entity.too.large') {
     sendProblem(response, problem('payload_too_large', 'the request body is over the size limit'));
   } else if (failure?.type === 'entity.parse.failed') {
     sendProblem(response, problem('validation_failed', 'the request body is not valid JSON'));
+  } else if (failure?.status === 415) {
+    sendProblem(response, problem('unsupported_media_type', failure.message ?? 'the request body has an unsupported encoding'));
   } else if (failure?.status !== undefined && failure.status >= 400 && failure.status < 500) {
     sendProblem(response, problem('validation_failed', 'the request body could not be read', 400));
   } else {
     next(error);
   }
+}
+
+/** A request that sends a body must send JSON: anything else is 415, not a confusing 400. */
+function requireJsonBodies(request: Request, response: Response, next: NextFunction): void {
+  const hasBody = Number(request.headers['content-length'] ?? 0) > 0 || request.headers['transfer-encoding'] !== undefined;
+  if (hasBody && request.body === undefined && !request.is(JSON_TYPES)) {
+    sendProblem(response, problem('unsupported_media_type', 'send the request body as application/json'));
+    return;
+  }
+  next();
 }
 
 function sendProblem(response: Response, body: ReturnType<typeof problem>): void {

@@ -1,5 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdtemp, readFile, readdir, rm, stat } from 'node:fs/promises';
+import { type Socket, connect, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { MIGRATIONS } from '../../migrations';
@@ -22,7 +23,7 @@ const sha256 = (text: string) => createHash('sha256').update(text).digest('hex')
 interface HttpAnswer {
   status: number;
   contentType: string;
-  body: any;
+  body: unknown;
 }
 
 async function http(
@@ -76,6 +77,66 @@ async function createEmptyDatabase(label: string): Promise<{ name: string; url: 
     name,
     url: databaseUrl(name),
     drop: () => withServer((client) => client.query(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`)).then(() => undefined),
+  };
+}
+
+/**
+ * A TCP relay to PostgreSQL that holds every connection until `count` have arrived (or
+ * `fallbackMs` passed): processes started "at once" boot at different speeds, and without it
+ * the first would be done migrating before the last connects. Behind the gate they all reach
+ * the database in the same instant, so concurrent migrators really do race.
+ */
+async function startGate(target: string, count: number, fallbackMs = 8_000) {
+  const { hostname, port } = new URL(target);
+  const sockets = new Set<Socket>();
+  const held: Socket[] = [];
+  let open = false;
+  let arrived = 0;
+  let releasedBy: 'count' | 'fallback' | null = null;
+  const relay = (client: Socket) => {
+    const upstream = connect(Number(port || 5432), hostname);
+    sockets.add(upstream);
+    const end = () => {
+      client.destroy();
+      upstream.destroy();
+    };
+    client.on('error', end).on('close', end);
+    upstream.on('error', end).on('close', end);
+    client.pipe(upstream);
+    upstream.pipe(client);
+    client.resume();
+  };
+  const release = (by: 'count' | 'fallback') => {
+    if (open) return;
+    open = true;
+    releasedBy = by;
+    clearTimeout(fallback);
+    for (const client of held.splice(0)) relay(client);
+  };
+  const server = createServer({ pauseOnConnect: true }, (client) => {
+    sockets.add(client);
+    arrived += 1;
+    if (open) relay(client);
+    else {
+      held.push(client);
+      if (arrived >= count) release('count');
+    }
+  });
+  const fallback = setTimeout(() => release('fallback'), fallbackMs);
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const url = new URL(target);
+  url.host = `127.0.0.1:${(server.address() as { port: number }).port}`;
+  return {
+    url: url.toString(),
+    /** 'count': the processes reached the database together, as intended. */
+    get releasedBy() {
+      return releasedBy;
+    },
+    async close() {
+      clearTimeout(fallback);
+      for (const socket of sockets) socket.destroy();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
   };
 }
 
@@ -169,7 +230,7 @@ describe('runway serve, embedded PostgreSQL (no DATABASE_URL, no RUNWAY_ADMIN_TO
     expect(second.stdout).not.toContain('runway_admin_');
     expect((await readFile(hashFile, 'utf8')).trim()).toBe(sha256(token));
     const found = await http(second, 'GET', `/v1/orgs/${slug}`, { token });
-    expect(found).toMatchObject({ status: 200, body: { id: created.body.id, slug, name: 'CLI Org', plan: 'free' } });
+    expect(found).toMatchObject({ status: 200, body: { id: (created.body as { id: string }).id, slug, name: 'CLI Org', plan: 'free' } });
     expectGracefulStop(await second.stop(), second);
   }, 60_000);
 
@@ -198,18 +259,26 @@ describe('runway serve, embedded PostgreSQL (no DATABASE_URL, no RUNWAY_ADMIN_TO
 
 describe('runway migrate and serve on PostgreSQL, several at once', () => {
   const databases: { drop(): Promise<void> }[] = [];
+  const closers: (() => Promise<void>)[] = [];
+
+  afterEach(async () => {
+    await stopAll();
+    await Promise.all(closers.splice(0).map((close) => close()));
+  });
 
   afterAll(async () => {
-    await stopAll();
     await Promise.all(databases.map((database) => database.drop()));
   });
 
   it('4 concurrent `migrate` runs on an empty database apply each migration exactly once', async () => {
     const database = await createEmptyDatabase('migrate');
     databases.push(database);
+    const gate = await startGate(database.url, 4);
+    closers.push(() => gate.close());
     const results = await Promise.all(
-      Array.from({ length: 4 }, () => runRunway(['migrate'], { DATABASE_URL: database.url }, 40_000)),
+      Array.from({ length: 4 }, () => runRunway(['migrate'], { DATABASE_URL: gate.url }, 40_000)),
     );
+    expect(gate.releasedBy).toBe('count');
     for (const result of results) {
       if (result.code !== 0) throw new Error(`a migrate run failed:\n${result.output}`);
     }
@@ -226,11 +295,14 @@ describe('runway migrate and serve on PostgreSQL, several at once', () => {
   it('3 concurrent `serve` on an empty database all become ready', async () => {
     const database = await createEmptyDatabase('serve');
     databases.push(database);
+    const gate = await startGate(database.url, 3);
+    closers.push(() => gate.close());
     const token = `runway_admin_${randomBytes(32).toString('hex')}`;
     const servers = await Promise.all(
-      Array.from({ length: 3 }, () => startRunway(['serve'], { DATABASE_URL: database.url, RUNWAY_ADMIN_TOKEN: token })),
+      Array.from({ length: 3 }, () => startRunway(['serve'], { DATABASE_URL: gate.url, RUNWAY_ADMIN_TOKEN: token })),
     );
     await Promise.all(servers.map((server) => server.waitReady()));
+    expect(gate.releasedBy).toBe('count');
     expect(await appliedMigrations(database.url)).toEqual(
       [...MIGRATION_NAMES].sort().map((name) => ({ name, count: 1 })),
     );

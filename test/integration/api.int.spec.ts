@@ -114,6 +114,11 @@ describe('REST API', () => {
       // Another org may use the same slug.
       const other = await createOrg();
       await t.http.post('/v1/projects').set(bearer(other.key)).send({ slug: 'web', name: 'Web' }).expect(201);
+      const listed = await t.http.get('/v1/projects').set(bearer(key)).expect(200);
+      expect(listed.body.items).toEqual([expect.objectContaining({ id: project.body.id, slug: 'web' })]);
+      expect((await t.http.get('/v1/projects/web').set(bearer(key)).expect(200)).body.id).toBe(project.body.id);
+      expect((await t.http.get(`/v1/projects/${project.body.id}`).set(admin).expect(200)).body.slug).toBe('web');
+      await t.http.get(`/v1/projects/${project.body.id}`).set(bearer(other.key)).expect(404);
       // The operator has no org to create a project in.
       await t.http.post('/v1/projects').set(admin).send({ slug: 'x', name: 'X' }).expect(403);
     });
@@ -405,6 +410,18 @@ describe('REST API', () => {
       expect(notObject.body.code).toBe('validation_failed');
       const nullBody = await t.http.post('/v1/orgs').set(admin).set('Content-Type', 'application/json').send('null').expect(400);
       expect(nullBody.body.code).toBe('validation_failed');
+      const text = await t.http.post('/v1/orgs').set(admin).set('Content-Type', 'text/plain').send('slug=x').expect(415);
+      expect(text.body).toMatchObject({ code: 'unsupported_media_type', status: 415 });
+      const charset = await t.http
+        .post('/v1/orgs')
+        .set(admin)
+        .set('Content-Type', 'application/json; charset=klingon')
+        .send('{}')
+        .expect(415);
+      expect(charset.body.code).toBe('unsupported_media_type');
+      // No body at all is a validation error of the fields, not a media type problem.
+      const empty = await t.http.post('/v1/orgs').set(admin).expect(400);
+      expect(empty.body.code).toBe('validation_failed');
     });
 
     it('answers unknown routes and ids with 404 problem+json', async () => {

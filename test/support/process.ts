@@ -155,14 +155,12 @@ export async function startRunway(args: readonly string[], env: ChildEnv = {}): 
     },
     async waitReady(timeoutMs = READY_TIMEOUT_MS) {
       const deadline = Date.now() + timeoutMs;
-      let last = 'no answer yet';
       for (;;) {
         if (exit !== null) throw new Error(`exited before it was ready:\n${proc.output()}`);
         const status = await readyz(url).catch((error: Error) => error.message);
         if (status === 200) return;
-        last = String(status);
         if (Date.now() >= deadline) {
-          throw new Error(`GET /readyz did not answer 200 within ${timeoutMs} ms (last: ${last}):\n${proc.output()}`);
+          throw new Error(`GET /readyz did not answer 200 within ${timeoutMs} ms (last: ${status}):\n${proc.output()}`);
         }
         await sleep(READY_POLL_MS);
       }

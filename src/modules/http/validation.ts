@@ -20,7 +20,7 @@ export function validationPipe(): ValidationPipe {
     exceptionFactory: (errors) => {
       const fields = flatten(errors);
       return new ValidationError(
-        fields.length > 0 ? fields.map((f) => `${f.field}: ${f.message}`).join('; ') : 'the request is not valid',
+        fields.length > 0 ? fields.map((f) => f.message).join('; ') : 'the request is not valid',
         fields,
       );
     },

@@ -67,5 +67,17 @@ export class ProjectsController {
   async create(@Body() dto: CreateProjectDto, @Ctx() ctx: RequestContext) {
     return mapProject(await this.orgs.createProject(orgOf(ctx.principal), dto, ctx));
   }
+
+  @Get()
+  @Access('org')
+  async list(@Ctx() ctx: RequestContext) {
+    return { items: (await this.orgs.listProjects(orgOf(ctx.principal))).map(mapProject) };
+  }
+
+  @Get(':project')
+  @Access('org', 'admin')
+  async get(@Param('project') project: string, @Ctx() ctx: RequestContext) {
+    return mapProject(await this.orgs.findProject(project, ctx));
+  }
 }
 

@@ -79,6 +79,18 @@ export class OrgsService {
     return project;
   }
 
+  listProjects(orgId: string): Promise<ProjectRow[]> {
+    return this.repository.listProjects(orgId);
+  }
+
+  /** A project of the key's org (by id or slug), or any project by id for the operator. */
+  async findProject(ref: string, ctx: RequestContext): Promise<ProjectRow> {
+    const orgId = ctx.principal.kind === 'org' ? ctx.principal.orgId : null;
+    const project = await this.repository.findProject(orgId, ref);
+    if (project === null) throw new NotFoundError('project not found');
+    return project;
+  }
+
   /** The org a request may see: its own for a key (404 for any other), any for the operator. */
   async find(ref: string, ctx: RequestContext): Promise<OrgRow> {
     const org = await this.repository.findOrg(ref);
