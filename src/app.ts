@@ -10,7 +10,7 @@ import type { RunwayConfig } from './config/config';
 import { PROBLEM_CONTENT_TYPE, problem } from './modules/http/problem';
 import { validationPipe } from './modules/http/validation';
 
-const LOG_LEVELS: Record<RunwayConfig['logLevel'], LogLevel[]> = {
+export const LOG_LEVELS: Record<RunwayConfig['logLevel'], LogLevel[]> = {
   error: ['fatal', 'error'],
   warn: ['fatal', 'error', 'warn'],
   log: ['fatal', 'error', 'warn', 'log'],

@@ -1,5 +1,7 @@
 import 'reflect-metadata';
+import { Logger } from '@nestjs/common';
 import { Command } from 'commander';
+import { LOG_LEVELS } from './app';
 import { ConfigError, loadConfig } from './config/config';
 import { migrateOnly, serve } from './server';
 
@@ -18,7 +20,9 @@ export function buildCli(): Command {
     .command('migrate')
     .description('apply pending database migrations and exit')
     .action(async () => {
-      const applied = await migrateOnly(loadConfig());
+      const config = loadConfig();
+      Logger.overrideLogger(LOG_LEVELS[config.logLevel]);
+      const applied = await migrateOnly(config);
       process.stdout.write(applied.length === 0 ? 'database is up to date\n' : `applied ${applied.join(', ')}\n`);
     });
 

@@ -9,16 +9,16 @@ import { Database } from './modules/database/database';
 export async function serve(config: RunwayConfig): Promise<NestExpressApplication> {
   const logger = new Logger('Runway');
   const admin = await resolveAdminToken(config.adminToken, config.dataDir);
-  const app = await createApp(config, { adminTokenHash: admin.hash });
-  await app.listen(config.port, config.host);
-  const url = await app.getUrl();
-  logger.log(`listening on ${url.replace('[::1]', 'localhost')} (${config.databaseUrl === null ? `embedded PostgreSQL in ${config.dataDir}` : 'PostgreSQL'})`);
   if (admin.generated !== null) {
-    // Shown once: only its SHA-256 is kept in the data directory.
+    // Shown once, and at once: only its SHA-256 is kept, and it is valid even if this start fails.
     process.stdout.write(
       `\nGenerated an operator token. It is shown only now; keep it somewhere safe:\n\n  RUNWAY_ADMIN_TOKEN=${admin.generated}\n\n`,
     );
   }
+  const app = await createApp(config, { adminTokenHash: admin.hash });
+  await app.listen(config.port, config.host);
+  const url = await app.getUrl();
+  logger.log(`listening on ${url.replace('[::1]', 'localhost')} (${config.databaseUrl === null ? `embedded PostgreSQL in ${config.dataDir}` : 'PostgreSQL'})`);
   return app;
 }
 

@@ -21,6 +21,10 @@ export interface RunwayConfig {
   readonly claimTimeoutMs: number;
   readonly jobTimeoutGraceMs: number;
   readonly maxMessageBytes: number;
+  /** Connection attempts and claims a runner may make per minute, hour and day. */
+  readonly runnerRateLimits: { perMinute: number; perHour: number; perDay: number };
+  /** Frames a runner socket may send per second (well above its heartbeat rate). */
+  readonly socketMessagesPerSecond: number;
   readonly logLevel: 'error' | 'warn' | 'log' | 'debug';
 }
 
@@ -103,6 +107,16 @@ export function loadConfig(env: Env = process.env): RunwayConfig {
     claimTimeoutMs: integer(env, 'RUNWAY_CLAIM_TIMEOUT_MS', 60_000, 10),
     jobTimeoutGraceMs: integer(env, 'RUNWAY_JOB_TIMEOUT_GRACE_MS', 60_000, 0),
     maxMessageBytes: integer(env, 'RUNWAY_MAX_MESSAGE_BYTES', 26_214_400, 1_024, 1_073_741_824),
+    runnerRateLimits: {
+      perMinute: integer(env, 'RUNWAY_RUNNER_RATE_PER_MINUTE', 16, 1),
+      perHour: integer(env, 'RUNWAY_RUNNER_RATE_PER_HOUR', 256, 1),
+      perDay: integer(env, 'RUNWAY_RUNNER_RATE_PER_DAY', 4_096, 1),
+    },
+    socketMessagesPerSecond: Math.max(
+      integer(env, 'RUNWAY_SOCKET_MESSAGES_PER_SECOND', 50, 1),
+      // A cap below the heartbeat rate would refuse a healthy runner.
+      Math.ceil((2 * 1000) / heartbeatIntervalMs),
+    ),
     logLevel: logLevel as RunwayConfig['logLevel'],
   };
 }

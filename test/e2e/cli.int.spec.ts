@@ -234,6 +234,26 @@ describe('runway serve, embedded PostgreSQL (no DATABASE_URL, no RUNWAY_ADMIN_TO
     expectGracefulStop(await second.stop(), second);
   }, 60_000);
 
+  it('prints the generated token even when the first start fails, so the operator is not locked out', async () => {
+    const dataDir = await tempDataDir();
+    const blocker = createServer();
+    await new Promise<void>((resolve) => blocker.listen(0, '127.0.0.1', resolve));
+    const takenPort = (blocker.address() as { port: number }).port;
+    try {
+      const failed = await runRunway(['serve'], { RUNWAY_DATA_DIR: dataDir, PORT: String(takenPort) });
+      expect(failed.code).not.toBe(0);
+      const printed = TOKEN_LINE.exec(failed.stdout);
+      if (printed === null) throw new Error(`the failed first start printed no token:\n${failed.stdout}\n${failed.stderr}`);
+      const server = await startRunway(['serve'], { RUNWAY_DATA_DIR: dataDir });
+      await server.waitReady();
+      expect(server.stdout).not.toContain('RUNWAY_ADMIN_TOKEN=');
+      expect((await http(server, 'GET', '/v1/orgs', { token: printed[1] })).status).toBe(200);
+      await server.stop();
+    } finally {
+      blocker.close();
+    }
+  }, 60_000);
+
   it('refuses a bad environment value with a message that names the variable and no stack trace', async () => {
     const dataDir = await tempDataDir();
     const cases: { env: Record<string, string>; variable: string }[] = [
