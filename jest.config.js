@@ -10,6 +10,8 @@ const common = {
 };
 
 module.exports = {
+  // Integration tests start databases, servers and processes; a unit test never comes near this.
+  testTimeout: 30_000,
   projects: [
     {
       ...common,
@@ -22,7 +24,6 @@ module.exports = {
       testMatch: ['<rootDir>/src/**/*.int.spec.ts', '<rootDir>/test/**/*.int.spec.ts', '<rootDir>/test/e2e/**/*.spec.ts'],
       globalSetup: '<rootDir>/test/support/global-setup.ts',
       globalTeardown: '<rootDir>/test/support/global-teardown.ts',
-      testTimeout: 30_000,
     },
   ],
 };

@@ -1,17 +1,33 @@
-import { type DynamicModule, Module } from '@nestjs/common';
+import { type DynamicModule, Module, type Type } from '@nestjs/common';
 import { APP_FILTER, APP_GUARD } from '@nestjs/core';
 import { Clock, SystemClock } from './common/clock';
 import { IdGenerator, UuidV7Generator } from './common/ids';
 import { RUNWAY_CONFIG, type RunwayConfig } from './config/config';
-import { ADMIN_TOKEN_HASH, AuthGuard } from './modules/auth/auth.guard';
+import { ROLES, type Role } from './config/roles';
+import { AuthGuard } from './modules/auth/auth.guard';
+import { AuthModule } from './modules/auth/auth.module';
+import { ADMIN_TOKEN_HASH } from './modules/auth/authenticator';
 import { DatabaseModule } from './modules/database/database.module';
 import { EventStoreModule } from './modules/event-store/event-store.module';
+import { GatewayModule } from './modules/gateway/gateway.module';
 import { HealthModule } from './modules/health/health.module';
 import { ProblemFilter } from './modules/http/problem.filter';
+import { JobsCoreModule } from './modules/jobs/jobs-core.module';
 import { JobsModule } from './modules/jobs/jobs.module';
+import { LivenessModule } from './modules/liveness/liveness.module';
+import { MessagingModule } from './modules/messaging/messaging.module';
+import { MetricsModule } from './modules/metrics/metrics.module';
 import { OrgsModule } from './modules/orgs/orgs.module';
+import { RelayModule } from './modules/relay/relay.module';
 import { RunnersModule } from './modules/runners/runners.module';
 import { SpecsModule } from './modules/specs/specs.module';
+
+export interface AppModuleOptions {
+  config: RunwayConfig;
+  adminTokenHash: string;
+  clock?: Clock;
+  roles?: readonly Role[];
+}
 
 /** Process-wide providers: configuration, the operator credential, time and ids. */
 @Module({})
@@ -24,28 +40,35 @@ class CoreModule {
         { provide: RUNWAY_CONFIG, useValue: config },
         { provide: ADMIN_TOKEN_HASH, useValue: adminTokenHash },
         { provide: Clock, useValue: clock },
-        { provide: IdGenerator, inject: [Clock], useFactory: (clock: Clock) => new UuidV7Generator(clock) },
+        { provide: IdGenerator, inject: [Clock], useFactory: (c: Clock) => new UuidV7Generator(c) },
       ],
       exports: [RUNWAY_CONFIG, ADMIN_TOKEN_HASH, Clock, IdGenerator],
     };
   }
 }
 
-/** Runway's API: every module, one auth guard, one error filter. */
+const ROLE_MODULES: Record<Role, Type[]> = {
+  api: [OrgsModule, SpecsModule, RunnersModule, JobsModule, LivenessModule],
+  gateway: [GatewayModule],
+  relay: [RelayModule],
+};
+
+/** Runway: the shared core, and the modules of the roles this process runs. */
 @Module({})
 export class AppModule {
-  static forRoot(config: RunwayConfig, adminTokenHash: string, clock: Clock = new SystemClock()): DynamicModule {
+  static forRoot({ config, adminTokenHash, clock = new SystemClock(), roles = ROLES }: AppModuleOptions): DynamicModule {
     return {
       module: AppModule,
       imports: [
         CoreModule.forRoot(config, adminTokenHash, clock),
         DatabaseModule.forRoot(),
         EventStoreModule,
+        MessagingModule.forRoot(),
+        AuthModule,
+        MetricsModule,
         HealthModule,
-        OrgsModule,
-        SpecsModule,
-        RunnersModule,
-        JobsModule,
+        JobsCoreModule,
+        ...roles.flatMap((role) => ROLE_MODULES[role]),
       ],
       providers: [
         { provide: APP_GUARD, useClass: AuthGuard },

@@ -6,6 +6,7 @@ import type { NextFunction, Request, Response } from 'express';
 import { json } from 'express';
 import { AppModule } from './app.module';
 import type { Clock } from './common/clock';
+import type { Role } from './config/roles';
 import type { RunwayConfig } from './config/config';
 import { PROBLEM_CONTENT_TYPE, problem } from './modules/http/problem';
 import { validationPipe } from './modules/http/validation';
@@ -21,16 +22,17 @@ export interface AppOptions {
   adminTokenHash: string;
   /** The time; tests pass a ManualClock. */
   clock?: Clock;
+  /** The roles this process runs; all by default. */
+  roles?: readonly Role[];
   logger?: false;
 }
 
 /** Builds the HTTP application: body limits, validation, problem+json errors, OpenAPI. */
 export async function createApp(config: RunwayConfig, options: AppOptions): Promise<NestExpressApplication> {
-  const app = await NestFactory.create<NestExpressApplication>(AppModule.forRoot(config, options.adminTokenHash, options.clock), {
-    bodyParser: false,
-    logger: options.logger ?? LOG_LEVELS[config.logLevel],
-    abortOnError: false,
-  });
+  const app = await NestFactory.create<NestExpressApplication>(
+    AppModule.forRoot({ config, adminTokenHash: options.adminTokenHash, clock: options.clock, roles: options.roles }),
+    { bodyParser: false, logger: options.logger ?? LOG_LEVELS[config.logLevel], abortOnError: false },
+  );
   app.disable('x-powered-by');
   app.use(json({ limit: config.maxMessageBytes, strict: false, type: JSON_TYPES }));
   app.use(bodyErrors);

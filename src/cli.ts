@@ -3,6 +3,7 @@ import { Logger } from '@nestjs/common';
 import { Command } from 'commander';
 import { LOG_LEVELS } from './app';
 import { ConfigError, loadConfig } from './config/config';
+import { ROLES, RolesError, parseRoles } from './config/roles';
 import { migrateOnly, serve } from './server';
 
 /** `runway`: the command line. Configuration comes from the environment (PROTOCOL.md). */
@@ -11,9 +12,10 @@ export function buildCli(): Command {
 
   program
     .command('serve')
-    .description('start the server (HTTP API) on PORT/HOST; applies migrations first')
-    .action(async () => {
-      await serve(loadConfig());
+    .description('start the server on PORT/HOST (every role, or those given); applies migrations first')
+    .option('--roles <roles>', `comma-separated roles to run: ${ROLES.join(', ')}`, ROLES.join(','))
+    .action(async (options: { roles: string }) => {
+      await serve(loadConfig(), parseRoles(options.roles));
     });
 
   program
@@ -33,7 +35,7 @@ export async function main(argv: string[]): Promise<void> {
   try {
     await buildCli().parseAsync(argv);
   } catch (error) {
-    if (error instanceof ConfigError) {
+    if (error instanceof ConfigError || error instanceof RolesError) {
       process.stderr.write(`runway: configuration: ${error.message}\n`);
       process.exit(2);
     }

@@ -2,12 +2,16 @@ import { Logger } from '@nestjs/common';
 import type { NestExpressApplication } from '@nestjs/platform-express';
 import { createApp } from './app';
 import type { RunwayConfig } from './config/config';
+import { ROLES, type Role, RolesError } from './config/roles';
 import { resolveAdminToken } from './modules/auth/admin-token';
 import { Database } from './modules/database/database';
 
 /** Starts the HTTP server on the configured address; resolves once it listens. */
-export async function serve(config: RunwayConfig): Promise<NestExpressApplication> {
+export async function serve(config: RunwayConfig, roles: readonly Role[] = ROLES): Promise<NestExpressApplication> {
   const logger = new Logger('Runway');
+  if (roles.length < ROLES.length && config.natsServers === null) {
+    throw new RolesError('running some roles apart needs NATS_URL: the in-process bus reaches this process only');
+  }
   const admin = await resolveAdminToken(config.adminToken, config.dataDir);
   if (admin.generated !== null) {
     // Shown once, and at once: only its SHA-256 is kept, and it is valid even if this start fails.
@@ -15,10 +19,12 @@ export async function serve(config: RunwayConfig): Promise<NestExpressApplicatio
       `\nGenerated an operator token. It is shown only now; keep it somewhere safe:\n\n  RUNWAY_ADMIN_TOKEN=${admin.generated}\n\n`,
     );
   }
-  const app = await createApp(config, { adminTokenHash: admin.hash });
+  const app = await createApp(config, { adminTokenHash: admin.hash, roles });
   await app.listen(config.port, config.host);
   const url = await app.getUrl();
-  logger.log(`listening on ${url.replace('[::1]', 'localhost')} (${config.databaseUrl === null ? `embedded PostgreSQL in ${config.dataDir}` : 'PostgreSQL'})`);
+  const database = config.databaseUrl === null ? `embedded PostgreSQL in ${config.dataDir}` : 'PostgreSQL';
+  const bus = config.natsServers === null ? 'in-process bus' : 'NATS';
+  logger.log(`listening on ${url.replace('[::1]', 'localhost')} as ${roles.join(', ')} (${database}, ${bus})`);
   return app;
 }
 

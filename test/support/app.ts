@@ -16,6 +16,8 @@ export interface TestApp {
   clock: ManualClock;
   config: RunwayConfig;
   database: TestDatabase;
+  /** http://127.0.0.1:<port>: the app listens on a real port (for WebSockets). */
+  url: string;
   close(): Promise<void>;
 }
 
@@ -30,8 +32,10 @@ export async function startTestApp(env: Record<string, string> = {}): Promise<Te
   });
   const clock = new ManualClock('2026-05-01T12:00:00.000Z');
   const app = await createApp(config, { adminTokenHash: hashToken(ADMIN_TOKEN), clock, logger: false });
-  await app.init();
+  await app.listen(0, '127.0.0.1');
+  const url = (await app.getUrl()).replace('[::1]', '127.0.0.1');
   return {
+    url,
     app,
     http: request(app.getHttpServer()),
     db: app.get(Db),

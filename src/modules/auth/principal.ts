@@ -33,3 +33,9 @@ export function orgOf(principal: Principal): string {
   if (principal.kind !== 'org') throw new Error(`expected an organization key, got ${principal.kind}`);
   return principal.orgId;
 }
+
+/** The runner of a runner-token caller; routes for runners only call this. */
+export function runnerOf(principal: Principal): string {
+  if (principal.kind !== 'runner') throw new Error(`expected a runner token, got ${principal.kind}`);
+  return principal.runnerId;
+}

@@ -2,6 +2,7 @@ import { Injectable } from '@nestjs/common';
 import { ConcurrencyError } from '../../common/errors';
 import type { DomainEvent, EventEnvelope, EventMetadata } from '../../events/envelope';
 import { Db, type Sql } from '../database/db';
+import { CommitSignal } from './commit-signal';
 import { EventStore } from './event-store';
 
 export interface Command<S, E extends DomainEvent> {
@@ -10,6 +11,12 @@ export interface Command<S, E extends DomainEvent> {
   evolve: (state: S | null, event: E) => S;
   /** What the command appends, given the current state; throws a DomainError to refuse. */
   decide: (state: S | null) => readonly E[];
+  /**
+   * Runs first in the transaction, before the append: locks and checks that must hold when the
+   * events commit. It must not write (the append is the transaction's first write); it throws
+   * to abort.
+   */
+  prepare?: (tx: Sql) => Promise<void>;
   /** Inline views written in the same transaction as the events. */
   project?: (tx: Sql, envelopes: readonly EventEnvelope<E>[], state: S) => Promise<void>;
   metadata: EventMetadata;
@@ -34,6 +41,7 @@ export class CommandHandler {
   constructor(
     private readonly db: Db,
     private readonly store: EventStore,
+    private readonly signal: CommitSignal,
   ) {}
 
   async load<S, E extends DomainEvent>(
@@ -55,10 +63,12 @@ export class CommandHandler {
       for (const event of events) next = command.evolve(next, event);
       try {
         const envelopes = await this.db.transaction(async (tx) => {
+          await command.prepare?.(tx);
           const appended = await this.store.append(tx, command.stream, version, events, command.metadata);
           await command.project?.(tx, appended.envelopes, next as S);
           return appended.envelopes;
         });
+        this.signal.committed();
         return { state: next, envelopes, version: version + events.length };
       } catch (error) {
         if (!(error instanceof ConcurrencyError) || attempt >= MAX_ATTEMPTS) throw error;

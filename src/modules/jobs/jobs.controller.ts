@@ -48,6 +48,12 @@ export class JobsController {
     return mapJob(await this.jobs.cancel(id, ctx));
   }
 
+  @Get('jobs/:job/output')
+  @Access('org', 'admin')
+  output(@Param('job') id: string, @Ctx() ctx: RequestContext) {
+    return this.jobs.output(id, ctx);
+  }
+
   @Get('jobs/:job/events')
   @Access('org', 'admin')
   async events(@Param('job') id: string, @Ctx() ctx: RequestContext) {

@@ -2,12 +2,12 @@ import { Module } from '@nestjs/common';
 import { OrgsModule } from '../orgs/orgs.module';
 import { SpecsModule } from '../specs/specs.module';
 import { JobsController } from './jobs.controller';
-import { JobsRepository } from './jobs.repository';
 import { JobsService } from './jobs.service';
 
+/** The jobs REST API (the api role). */
 @Module({
   imports: [OrgsModule, SpecsModule],
   controllers: [JobsController],
-  providers: [JobsService, JobsRepository],
+  providers: [JobsService],
 })
 export class JobsModule {}

@@ -23,6 +23,7 @@ export interface JobRow {
   exit_code: number | null;
   failure: string | null;
   version: number;
+  cancel_acknowledged: boolean;
 }
 
 export interface QueuePosition {
@@ -39,12 +40,13 @@ export class JobsRepository {
   async save(tx: Sql, job: JobState): Promise<void> {
     await tx.query(
       `INSERT INTO jobs (id, org_id, project_id, spec_id, spec, plan, priority, status, attempt, max_attempts,
-         runner_id, timeout, source_ip, created_at, claimed_at, started_at, finished_at, exit_code, failure, version)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)
+         runner_id, timeout, source_ip, created_at, claimed_at, started_at, finished_at, exit_code, failure, version,
+         cancel_acknowledged)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)
        ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status, attempt = EXCLUDED.attempt,
          runner_id = EXCLUDED.runner_id, claimed_at = EXCLUDED.claimed_at, started_at = EXCLUDED.started_at,
          finished_at = EXCLUDED.finished_at, exit_code = EXCLUDED.exit_code, failure = EXCLUDED.failure,
-         version = EXCLUDED.version`,
+         version = EXCLUDED.version, cancel_acknowledged = EXCLUDED.cancel_acknowledged`,
       [
         job.jobId,
         job.orgId,
@@ -66,8 +68,18 @@ export class JobsRepository {
         job.exitCode,
         job.failure,
         job.version,
+        job.cancelAcknowledged,
       ],
     );
+  }
+
+  /** The specs an org has pending jobs on. */
+  async pendingSpecsOf(orgId: string): Promise<string[]> {
+    const { rows } = await this.db.query<{ spec: string }>(
+      `SELECT DISTINCT spec FROM jobs WHERE org_id = $1 AND status = 'pending'`,
+      [orgId],
+    );
+    return rows.map((r) => r.spec);
   }
 
   async find(id: string): Promise<JobRow | null> {

@@ -3,24 +3,28 @@ import { Clock } from '../../common/clock';
 import { ConflictError, NotFoundError, ValidationError } from '../../common/errors';
 import { IdGenerator, UUID_PATTERN } from '../../common/ids';
 import { type EventEnvelope, canonicalJson, sha256Hex } from '../../events/envelope';
-import { type JobEvent, PLAN_PRIORITY, type Plan } from '../../events/job-events';
-import { type JobCommand, type JobState, decide, evolve } from '../../machines/job.machine';
+import { PLAN_PRIORITY, type Plan } from '../../events/job-events';
+import type { JobCommand } from '../../machines/job.machine';
 import { canReadOrg, orgOf } from '../auth/principal';
-import { CommandHandler } from '../event-store/command-handler';
 import { EventStore } from '../event-store/event-store';
 import type { RequestContext } from '../http/request-context';
 import { OrgsRepository } from '../orgs/orgs.repository';
 import { SpecsService } from '../specs/specs';
 import type { ListJobsQuery, SubmitJobDto } from './jobs.dto';
+import { JobCommands, type JobCommandHooks } from './job-commands';
+import { JobOutputRepository } from './job-output.repository';
 import { JobsRepository, type JobRow } from './jobs.repository';
-
-export const JOB_STREAM = 'job';
 
 /** Longest timeout a plan allows, in seconds (null: no cap), and the default for paid plans. */
 const MAX_TIMEOUT: Record<Plan, number | null> = { enterprise: null, team: null, free: 900, unclaimed: 300 };
 const DEFAULT_TIMEOUT = 3600;
 const IDEMPOTENCY_WINDOW_MS = 24 * 60 * 60 * 1000;
 const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,255}$/;
+/**
+ * The most a job's definition (cmd, entrypoint, env, file paths) may weigh as JSON: it travels in
+ * its JobSubmitted event, to the runner and through JetStream, whose messages are 1 MiB at most.
+ */
+export const MAX_JOB_DEFINITION_BYTES = 256 * 1024;
 
 class IdempotencyKeyTaken extends Error {}
 
@@ -34,9 +38,10 @@ export interface Submission {
 @Injectable()
 export class JobsService {
   constructor(
-    private readonly commands: CommandHandler,
+    private readonly commands: JobCommands,
     private readonly store: EventStore,
     private readonly jobs: JobsRepository,
+    private readonly outputs: JobOutputRepository,
     private readonly orgs: OrgsRepository,
     private readonly specs: SpecsService,
     private readonly clock: Clock,
@@ -49,6 +54,10 @@ export class JobsService {
     if (project === null) throw new NotFoundError('project not found');
     if (idempotencyKey !== undefined && !IDEMPOTENCY_KEY.test(idempotencyKey)) {
       throw new ValidationError('Idempotency-Key must be 1-255 visible ASCII characters');
+    }
+    const definition = canonicalJson({ cmd: dto.cmd, entrypoint: dto.entrypoint, env: dto.env, filePaths: dto.filePaths, image: dto.image });
+    if (Buffer.byteLength(definition) > MAX_JOB_DEFINITION_BYTES) {
+      throw new ValidationError(`cmd, entrypoint, env and filePaths together must be at most ${MAX_JOB_DEFINITION_BYTES / 1024} KiB of JSON`);
     }
     const requestHash = sha256Hex(canonicalJson({ project: project.id, body: dto }));
     const since = new Date(this.clock.now().getTime() - IDEMPOTENCY_WINDOW_MS);
@@ -95,10 +104,12 @@ export class JobsService {
           sourceIp: ctx.sourceIp,
           idempotency: idempotencyKey === undefined ? null : { key: idempotencyKey, requestHash },
         },
-      }, async (tx) => {
-        if (idempotencyKey === undefined) return;
-        const claimed = await this.jobs.claimIdempotencyKey(tx, { orgId, key: idempotencyKey, requestHash, jobId, at, since });
-        if (!claimed) throw new IdempotencyKeyTaken();
+      }, {
+        alsoInTransaction: async (tx) => {
+          if (idempotencyKey === undefined) return;
+          const claimed = await this.jobs.claimIdempotencyKey(tx, { orgId, key: idempotencyKey, requestHash, jobId, at, since });
+          if (!claimed) throw new IdempotencyKeyTaken();
+        },
       });
     } catch (error) {
       if (!(error instanceof IdempotencyKeyTaken) || idempotencyKey === undefined) throw error;
@@ -146,28 +157,23 @@ export class JobsService {
     return this.mustFind(job.id);
   }
 
+  /** What the job's last attempt sent back; 404 until it finished with output. */
+  async output(ref: string, ctx: RequestContext) {
+    const job = await this.get(ref, ctx);
+    if (job.status !== 'completed' && job.status !== 'failed') throw new NotFoundError('the job has no output: it did not finish');
+    const output = await this.outputs.find(job.id, job.attempt);
+    const events = await this.store.readStream(job.id);
+    const last = events[events.length - 1].data as { output?: { truncated?: boolean } | null };
+    return { exitCode: job.exit_code, ...output, truncated: last.output?.truncated ?? false };
+  }
+
   async events(ref: string, ctx: RequestContext): Promise<EventEnvelope[]> {
     const job = await this.get(ref, ctx);
     return this.store.readStream(job.id);
   }
 
-  /** Decides `command` on the job's stream with the machine, appends, and updates the jobs view. */
-  private execute(
-    jobId: string,
-    ctx: RequestContext,
-    command: JobCommand,
-    alsoInTransaction?: Parameters<CommandHandler['execute']>[0]['project'],
-  ) {
-    return this.commands.execute<JobState, JobEvent>({
-      stream: { id: jobId, type: JOB_STREAM },
-      evolve,
-      decide: (state) => decide(state, command),
-      project: async (tx, envelopes, state) => {
-        await this.jobs.save(tx, state);
-        await alsoInTransaction?.(tx, envelopes, state);
-      },
-      metadata: ctx.metadata,
-    });
+  private execute(jobId: string, ctx: RequestContext, command: JobCommand, hooks?: JobCommandHooks) {
+    return this.commands.execute(jobId, command, ctx.metadata, hooks);
   }
 
   private async mustFind(id: string): Promise<JobRow> {

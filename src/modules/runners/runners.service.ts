@@ -5,6 +5,9 @@ import type { RunnerEvent } from '../../events/runner-events';
 import { generateToken, hashToken } from '../auth/tokens';
 import { UNIQUE_VIOLATION, sqlState } from '../database/db';
 import { CommandHandler } from '../event-store/command-handler';
+import type { ControlMessage } from '../gateway/runner-gateway';
+import { Bus } from '../messaging/bus';
+import { Subjects } from '../messaging/subjects';
 import type { RequestContext } from '../http/request-context';
 import { SpecsService } from '../specs/specs';
 import { RUNNER_STREAM, type Runner, decideRotateToken, decideUpdate, evolveRunner } from './runner';
@@ -19,6 +22,8 @@ export class RunnersService {
     private readonly repository: RunnersRepository,
     private readonly specs: SpecsService,
     private readonly ids: IdGenerator,
+    private readonly bus: Bus,
+    private readonly subjects: Subjects,
   ) {}
 
   /** Registers a runner; its token is in the answer only, the log and views keep its SHA-256. */
@@ -40,6 +45,7 @@ export class RunnersService {
     const runner = await this.find(ref);
     const token = generateToken('runner');
     await this.run(runner.id, ctx, (state) => decideRotateToken(state, hashToken(token)));
+    await this.revokeConnections(runner.id);
     return { token };
   }
 
@@ -50,6 +56,7 @@ export class RunnersService {
     const runner = await this.find(ref);
     const specIds = dto.specs === undefined ? undefined : await this.specIds(dto.specs);
     await this.run(runner.id, ctx, (state) => decideUpdate(state, { name: dto.name, specIds, archived: dto.archived }));
+    if (dto.archived === true) await this.revokeConnections(runner.id);
     return this.find(runner.id);
   }
 
@@ -61,6 +68,12 @@ export class RunnersService {
     const runner = await this.repository.find(ref);
     if (runner === null) throw new NotFoundError('runner not found');
     return runner;
+  }
+
+  /** The runner's open socket, wherever it is, closes: its credential no longer holds. */
+  private async revokeConnections(runnerId: string): Promise<void> {
+    const message: ControlMessage = { runner: runnerId, type: 'revoked' };
+    await this.bus.publish(this.subjects.runnerControl(runnerId), message);
   }
 
   private async specIds(refs: readonly string[]): Promise<string[]> {

@@ -1,0 +1,53 @@
+import { randomUUID } from 'node:crypto';
+import type { WebSocket } from 'ws';
+import type { JobState } from '../../machines/job.machine';
+import type { ServerMessage } from './protocol';
+import { TokenBucket } from './rate-limiter';
+
+/** A job this connection's runner holds, as last read, for checking heartbeats without a write. */
+interface HeldJob {
+  state: JobState;
+  readAt: number;
+}
+
+/**
+ * One runner's socket and what the gateway knows of it. Frames are handled one after the other,
+ * in the order they came (`enqueue`), so `running` is always decided before a later `completed`.
+ */
+export class RunnerConnection {
+  readonly id = randomUUID();
+  hello: { version: string; capacity: number; fingerprint: Record<string, unknown> } | null = null;
+  /** Slugs of the specs the runner serves, read at `hello`. */
+  specs = new Set<string>();
+  /** The runner asked for work and has not been given a job since. */
+  waiting = false;
+  claiming = false;
+  claimAgain = false;
+  alive = true;
+  readonly held = new Map<string, HeldJob>();
+  private queue: Promise<void> = Promise.resolve();
+
+  constructor(
+    readonly socket: WebSocket,
+    readonly runnerId: string,
+    readonly messages: TokenBucket,
+  ) {}
+
+  send(message: ServerMessage): void {
+    if (this.socket.readyState === this.socket.OPEN) this.socket.send(JSON.stringify(message));
+  }
+
+  enqueue(work: () => Promise<void>): void {
+    this.queue = this.queue.then(work, work);
+  }
+
+  hold(state: JobState, now: number): void {
+    this.held.set(state.jobId, { state, readAt: now });
+  }
+
+  /** The held job if it was read less than `maxAgeMs` ago. */
+  fresh(jobId: string, now: number, maxAgeMs: number): JobState | null {
+    const held = this.held.get(jobId);
+    return held !== undefined && now - held.readAt < maxAgeMs ? held.state : null;
+  }
+}

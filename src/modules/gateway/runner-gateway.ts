@@ -1,0 +1,419 @@
+import { type IncomingMessage, STATUS_CODES } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { type BeforeApplicationShutdown, Inject, Injectable, Logger, type OnApplicationBootstrap } from '@nestjs/common';
+import { HttpAdapterHost } from '@nestjs/core';
+import { type RawData, WebSocketServer } from 'ws';
+import { Clock } from '../../common/clock';
+import { DomainError, InvalidTransitionError, NotFoundError } from '../../common/errors';
+import { RUNWAY_CONFIG, type RunwayConfig } from '../../config/config';
+import type { EventMetadata } from '../../events/envelope';
+import { Authenticator } from '../auth/authenticator';
+import { Db } from '../database/db';
+import type { CancelMessage, DispatchMessage } from '../jobs/job-notifier';
+import { Bus, type Subscription } from '../messaging/bus';
+import { Subjects } from '../messaging/subjects';
+import { Metrics } from '../metrics/metrics';
+import { problem } from '../http/problem';
+import { BadMessage, type RunnerMessage, parseRunnerMessage } from './protocol';
+import { TokenBucket, WindowRateLimiter } from './rate-limiter';
+import { RunnerConnection } from './runner-connection';
+import { RunnerJobs, jobPayload } from './runner-jobs';
+
+export const RUNNER_SOCKET_PATH = '/v1/runner/connect';
+
+/** What the gateway tells other instances about a runner's connections. */
+export interface ControlMessage {
+  runner: string;
+  type: 'revoked' | 'replaced';
+  /** For `replaced`: the connection that stays. */
+  connection?: string;
+}
+
+/** How often waiting runners try to claim even without a dispatch message (lost-message recovery). */
+const SWEEP_MS = 5_000;
+/** How long a held job's state is trusted for heartbeats before it is read again. */
+const HELD_STATE_MAX_AGE_MS = 5_000;
+const PING_MS = 30_000;
+/** How long a runner has to answer the close handshake at shutdown. */
+const CLOSE_GRACE_MS = 2_000;
+
+/**
+ * The runner gateway: one WebSocket per runner at /v1/runner/connect. Authenticates and rate
+ * limits on upgrade, decides every runner message with the job machine (through RunnerJobs),
+ * pushes jobs the moment one is claimed for a waiting runner, and pushes cancels wherever the
+ * runner is connected. Talks to the API role over the bus only.
+ */
+@Injectable()
+export class RunnerGateway implements OnApplicationBootstrap, BeforeApplicationShutdown {
+  private readonly logger = new Logger(RunnerGateway.name);
+  private readonly wss: WebSocketServer;
+  private readonly connections = new Map<string, RunnerConnection>();
+  private readonly connectLimiter: WindowRateLimiter;
+  readonly claimLimiter: WindowRateLimiter;
+  private readonly subscriptions: Subscription[] = [];
+  private readonly workWaiters = new Set<{ specs: ReadonlySet<string>; wake: () => void }>();
+  private timers: NodeJS.Timeout[] = [];
+
+  constructor(
+    private readonly adapterHost: HttpAdapterHost,
+    private readonly authenticator: Authenticator,
+    private readonly runnerJobs: RunnerJobs,
+    private readonly bus: Bus,
+    private readonly subjects: Subjects,
+    private readonly db: Db,
+    private readonly clock: Clock,
+    private readonly metrics: Metrics,
+    @Inject(RUNWAY_CONFIG) private readonly config: RunwayConfig,
+  ) {
+    this.wss = new WebSocketServer({ noServer: true, maxPayload: config.maxMessageBytes, perMessageDeflate: false });
+    const { perMinute, perHour, perDay } = config.runnerRateLimits;
+    const windows = [
+      { windowMs: 60_000, limit: perMinute },
+      { windowMs: 3_600_000, limit: perHour },
+      { windowMs: 86_400_000, limit: perDay },
+    ];
+    const now = () => this.clock.now().getTime();
+    this.connectLimiter = new WindowRateLimiter(windows, now);
+    this.claimLimiter = new WindowRateLimiter(windows, now);
+  }
+
+  onApplicationBootstrap(): void {
+    this.adapterHost.httpAdapter.getHttpServer().on('upgrade', this.onUpgrade);
+    this.subscriptions.push(
+      this.bus.subscribe(this.subjects.anyDispatch(), ({ data }) => this.onDispatch(data as DispatchMessage)),
+      this.bus.subscribe(this.subjects.anyRunnerCancel(), ({ data }) => this.onCancel(data as CancelMessage)),
+      this.bus.subscribe(this.subjects.anyRunnerControl(), ({ data }) => this.onControl(data as ControlMessage)),
+    );
+    this.timers = [
+      setInterval(() => this.sweep(), SWEEP_MS).unref(),
+      setInterval(() => this.ping(), PING_MS).unref(),
+    ];
+  }
+
+  /**
+   * Before the HTTP server closes (it waits for every open connection, upgraded ones too): tell
+   * runners the server is going away, so they reconnect elsewhere, and give them a moment.
+   */
+  async beforeApplicationShutdown(): Promise<void> {
+    this.adapterHost.httpAdapter.getHttpServer().off('upgrade', this.onUpgrade);
+    for (const timer of this.timers) clearInterval(timer);
+    await Promise.all(this.subscriptions.map((s) => s.unsubscribe()));
+    const closed = [...this.connections.values()].map(
+      ({ socket }) => new Promise<void>((resolve) => {
+        socket.once('close', () => resolve());
+        socket.close(1001, 'server shutting down');
+        setTimeout(() => {
+          socket.terminate();
+          resolve();
+        }, CLOSE_GRACE_MS).unref();
+      }),
+    );
+    await Promise.all(closed);
+    this.wss.close();
+  }
+
+  /** Runners connected here now. */
+  get connected(): number {
+    return this.connections.size;
+  }
+
+  /**
+   * Resolves when work may have appeared on one of `specs` (a dispatch message or a sweep), or
+   * when `signal` aborts. For runners that long-poll over REST.
+   */
+  waitForWork(specs: ReadonlySet<string>, signal: AbortSignal): Promise<void> {
+    return new Promise((resolve) => {
+      const waiter = {
+        specs,
+        wake: () => {
+          this.workWaiters.delete(waiter);
+          signal.removeEventListener('abort', waiter.wake);
+          resolve();
+        },
+      };
+      if (signal.aborted) return resolve();
+      this.workWaiters.add(waiter);
+      signal.addEventListener('abort', waiter.wake, { once: true });
+    });
+  }
+
+  // --- upgrade ---------------------------------------------------------------------------
+
+  private readonly onUpgrade = (request: IncomingMessage, socket: Duplex, head: Buffer): void => {
+    const path = new URL(request.url ?? '/', 'http://localhost').pathname;
+    if (path !== RUNNER_SOCKET_PATH) return; // another endpoint's upgrade, or nobody's
+    socket.on('error', () => socket.destroy());
+    void this.upgrade(request, socket, head).catch((error: unknown) => {
+      this.logger.error(`upgrade failed: ${(error as Error).stack ?? String(error)}`);
+      refuse(socket, 500, 'internal_error', 'the server could not take the connection');
+    });
+  };
+
+  private async upgrade(request: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
+    let runnerId: string;
+    try {
+      const principal = await this.authenticator.authenticate(request.headers.authorization);
+      if (principal.kind !== 'runner') return refuse(socket, 403, 'forbidden', 'only runner tokens may connect here');
+      runnerId = principal.runnerId;
+    } catch (error) {
+      if (error instanceof DomainError) return refuse(socket, 401, error.code, error.message);
+      throw error;
+    }
+    if (!this.connectLimiter.take(runnerId)) {
+      this.metrics.rateLimited.inc({ limit: 'runner_connect' });
+      return refuse(socket, 429, 'rate_limited', 'too many connection attempts; back off and retry');
+    }
+    this.wss.handleUpgrade(request, socket, head, (ws) => {
+      const rate = this.config.socketMessagesPerSecond;
+      const connection = new RunnerConnection(ws, runnerId, new TokenBucket(rate, rate * 2, () => this.clock.now().getTime()));
+      this.attach(connection);
+    });
+  }
+
+  private attach(connection: RunnerConnection): void {
+    const previous = this.connections.get(connection.runnerId);
+    previous?.socket.close(4000, 'replaced by a newer connection of this runner');
+    this.connections.set(connection.runnerId, connection);
+    this.metrics.connectedRunners.set(this.connections.size);
+    void this.bus
+      .publish(this.subjects.runnerControl(connection.runnerId), {
+        runner: connection.runnerId,
+        type: 'replaced',
+        connection: connection.id,
+      } satisfies ControlMessage)
+      .catch((error: unknown) => this.logger.warn(`could not announce connection: ${(error as Error).message}`));
+
+    const { socket } = connection;
+    socket.on('pong', () => (connection.alive = true));
+    socket.on('message', (data: RawData, isBinary: boolean) => this.onFrame(connection, data, isBinary));
+    socket.on('error', (error) => this.logger.debug(`runner ${connection.runnerId} socket error: ${error.message}`));
+    socket.on('close', () => {
+      connection.waiting = false;
+      if (this.connections.get(connection.runnerId) === connection) this.connections.delete(connection.runnerId);
+      this.metrics.connectedRunners.set(this.connections.size);
+    });
+  }
+
+  // --- frames ----------------------------------------------------------------------------
+
+  private onFrame(connection: RunnerConnection, data: RawData, isBinary: boolean): void {
+    if (!connection.messages.take()) {
+      this.metrics.rateLimited.inc({ limit: 'socket_messages' });
+      connection.send({ type: 'error', code: 'rate_limited', message: 'too many messages; slow down' });
+      return;
+    }
+    let message: RunnerMessage;
+    try {
+      if (isBinary) throw new BadMessage('frames are JSON text');
+      message = parseRunnerMessage(rawText(data));
+    } catch (error) {
+      const bad = error as BadMessage;
+      connection.send({ type: 'error', code: 'bad_message', message: bad.message, ...(bad.job ? { job: bad.job } : {}) });
+      return;
+    }
+    connection.enqueue(() => this.handle(connection, message));
+  }
+
+  private async handle(connection: RunnerConnection, message: RunnerMessage): Promise<void> {
+    const job = 'job' in message ? message.job : undefined;
+    try {
+      if (message.type === 'hello') return await this.hello(connection, message);
+      if (connection.hello === null) throw new BadMessage('send hello first');
+      const metadata = this.metadata(connection);
+      switch (message.type) {
+        case 'ready':
+          if (!this.claimLimiter.take(connection.runnerId)) {
+            this.metrics.rateLimited.inc({ limit: 'runner_claim' });
+            connection.send({ type: 'error', code: 'rate_limited', message: 'too many claims; back off and retry' });
+            return;
+          }
+          connection.waiting = true;
+          return this.dispatchTo(connection);
+        case 'running': {
+          const state = await this.runnerJobs.running(connection.runnerId, message.job, message.attempt, connection.hello.fingerprint, metadata);
+          connection.hold(state, this.now());
+          return this.ack(connection, message);
+        }
+        case 'heartbeat':
+          await this.heartbeat(connection, message.job, message.attempt);
+          return this.ack(connection, message);
+        case 'completed':
+          await this.runnerJobs.completed(connection.runnerId, message.job, message.attempt, message.exitCode, message, metadata);
+          connection.held.delete(message.job);
+          return this.ack(connection, message);
+        case 'failed':
+          await this.runnerJobs.failed(connection.runnerId, message.job, message.attempt, message.error, message.exitCode, message, metadata);
+          connection.held.delete(message.job);
+          return this.ack(connection, message);
+        case 'canceled':
+          await this.runnerJobs.canceled(connection.runnerId, message.job, message.attempt, metadata);
+          connection.held.delete(message.job);
+          return this.ack(connection, message);
+        default: {
+          const _exhaustive: never = message;
+          throw new BadMessage(`unhandled message ${(_exhaustive as RunnerMessage).type}`);
+        }
+      }
+    } catch (error) {
+      await this.refuseMessage(connection, error, job);
+    }
+  }
+
+  private async hello(connection: RunnerConnection, message: Extract<RunnerMessage, { type: 'hello' }>): Promise<void> {
+    connection.hello = { version: message.version, capacity: message.capacity, fingerprint: message.fingerprint };
+    connection.specs = new Set(await this.specsOf(connection.runnerId));
+    connection.send({
+      type: 'welcome',
+      runner: connection.runnerId,
+      heartbeatIntervalMs: this.config.heartbeatIntervalMs,
+      heartbeatTimeoutMs: this.config.heartbeatTimeoutMs,
+    });
+    // Cancels the runner has not acknowledged yet, e.g. sent while it was away.
+    const { rows } = await this.db.query<{ id: string; attempt: number }>(
+      `SELECT id, attempt FROM jobs WHERE runner_id = $1 AND status = 'canceled' AND NOT cancel_acknowledged`,
+      [connection.runnerId],
+    );
+    for (const row of rows) connection.send({ type: 'cancel', job: row.id, attempt: row.attempt, reason: 'canceled' });
+  }
+
+  private async heartbeat(connection: RunnerConnection, jobId: string, attempt: number): Promise<void> {
+    const now = this.now();
+    const cached = connection.fresh(jobId, now, HELD_STATE_MAX_AGE_MS);
+    try {
+      if (cached === null) throw new InvalidTransitionError('not cached', { state: 'unknown', command: 'heartbeat' });
+      this.runnerJobs.checkHeartbeat(cached, connection.runnerId, attempt);
+    } catch {
+      // Read it again before refusing: the cached state may be behind.
+      const state = await this.runnerJobs.load(jobId);
+      connection.hold(state, now);
+      this.runnerJobs.checkHeartbeat(state, connection.runnerId, attempt);
+    }
+    await this.bus.publish(this.subjects.heartbeat(connection.runnerId), { runner: connection.runnerId, job: jobId, attempt });
+  }
+
+  private ack(connection: RunnerConnection, message: Extract<RunnerMessage, { job: string }>): void {
+    connection.send({ type: 'ack', job: message.job, attempt: message.attempt, of: message.type });
+  }
+
+  /** A refused message gets `error` (or `cancel` for a canceled job); the socket stays open. */
+  private async refuseMessage(connection: RunnerConnection, error: unknown, job: string | undefined): Promise<void> {
+    if (error instanceof BadMessage) {
+      connection.send({ type: 'error', code: 'bad_message', message: error.message, ...(job ? { job } : {}) });
+    } else if (error instanceof InvalidTransitionError && job !== undefined) {
+      const state = await this.runnerJobs.load(job).catch(() => null);
+      if (state?.status === 'canceled' && state.runnerId === connection.runnerId && !state.cancelAcknowledged) {
+        connection.send({ type: 'cancel', job, attempt: state.attempt, reason: 'canceled' });
+      } else {
+        connection.send({ type: 'error', code: 'invalid_transition', message: error.message, job });
+      }
+    } else if (error instanceof NotFoundError) {
+      connection.send({ type: 'error', code: 'not_found', message: error.message, ...(job ? { job } : {}) });
+    } else if (error instanceof DomainError) {
+      connection.send({ type: 'error', code: error.code, message: error.message, ...(job ? { job } : {}) });
+    } else {
+      this.logger.error(`runner ${connection.runnerId}: ${(error as Error).stack ?? String(error)}`);
+      connection.send({ type: 'error', code: 'internal_error', message: 'the server could not handle this message', ...(job ? { job } : {}) });
+    }
+  }
+
+  // --- dispatch --------------------------------------------------------------------------
+
+  /** Claims for a waiting runner and pushes the job; one claim at a time per connection. */
+  private async dispatchTo(connection: RunnerConnection): Promise<void> {
+    if (connection.claiming) {
+      connection.claimAgain = true;
+      return;
+    }
+    connection.claiming = true;
+    try {
+      do {
+        connection.claimAgain = false;
+        if (!connection.waiting || connection.socket.readyState !== connection.socket.OPEN) return;
+        const job = await this.runnerJobs.claim(connection.runnerId, connection.hello?.capacity ?? 1, this.metadata(connection));
+        if (job !== null) {
+          connection.waiting = false;
+          connection.hold(job, this.now());
+          connection.send({ type: 'job', job: jobPayload(job) });
+          return;
+        }
+      } while (connection.claimAgain);
+    } catch (error) {
+      this.logger.error(`claim for runner ${connection.runnerId} failed: ${(error as Error).stack ?? String(error)}`);
+    } finally {
+      connection.claiming = false;
+    }
+  }
+
+  private onDispatch(message: DispatchMessage): void {
+    for (const connection of this.connections.values()) {
+      if (connection.waiting && connection.specs.has(message.spec)) void this.dispatchTo(connection);
+    }
+    for (const waiter of [...this.workWaiters]) if (waiter.specs.has(message.spec)) waiter.wake();
+  }
+
+  private onCancel(message: CancelMessage): void {
+    const connection = this.connections.get(message.runner);
+    if (connection === undefined) return;
+    connection.held.delete(message.job);
+    connection.send({ type: 'cancel', job: message.job, attempt: message.attempt, reason: message.reason });
+  }
+
+  private onControl(message: ControlMessage): void {
+    const connection = this.connections.get(message.runner);
+    if (connection === undefined) return;
+    if (message.type === 'revoked') connection.socket.close(1008, 'the runner token was revoked');
+    else if (message.connection !== connection.id) connection.socket.close(4000, 'replaced by a newer connection of this runner');
+  }
+
+  /** Recovery for lost dispatch messages: waiting runners try again now and then. */
+  private sweep(): void {
+    for (const connection of this.connections.values()) if (connection.waiting) void this.dispatchTo(connection);
+    for (const waiter of [...this.workWaiters]) waiter.wake();
+    this.connectLimiter.prune();
+    this.claimLimiter.prune();
+  }
+
+  /** Drops sockets whose peer vanished without closing (no pong since the last ping). */
+  private ping(): void {
+    for (const connection of this.connections.values()) {
+      if (!connection.alive) {
+        connection.socket.terminate();
+        continue;
+      }
+      connection.alive = false;
+      connection.socket.ping();
+    }
+  }
+
+  async specsOf(runnerId: string): Promise<string[]> {
+    const { rows } = await this.db.query<{ slug: string }>(
+      `SELECT s.slug FROM runner_specs rs JOIN specs s ON s.id = rs.spec_id WHERE rs.runner_id = $1`,
+      [runnerId],
+    );
+    return rows.map((r) => r.slug);
+  }
+
+  private metadata(connection: RunnerConnection): EventMetadata {
+    return { correlationId: connection.id, causationId: null, actor: `runner:${connection.runnerId}` };
+  }
+
+  private now(): number {
+    return this.clock.now().getTime();
+  }
+}
+
+function rawText(data: RawData): string {
+  if (Buffer.isBuffer(data)) return data.toString('utf8');
+  if (Array.isArray(data)) return Buffer.concat(data).toString('utf8');
+  return Buffer.from(data).toString('utf8');
+}
+
+/** Answers an upgrade request with a problem+json HTTP response and closes the socket. */
+function refuse(socket: Duplex, status: number, code: string, detail: string): void {
+  const body = JSON.stringify(problem(code, detail, status));
+  socket.end(
+    `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Error'}\r\n` +
+      `Content-Type: application/problem+json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+  );
+}
+

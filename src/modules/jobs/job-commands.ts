@@ -1,0 +1,71 @@
+import { Injectable, Logger } from '@nestjs/common';
+import type { EventEnvelope, EventMetadata } from '../../events/envelope';
+import type { JobEvent } from '../../events/job-events';
+import { type JobCommand, type JobState, decide, evolve } from '../../machines/job.machine';
+import type { Sql } from '../database/db';
+import { CommandHandler } from '../event-store/command-handler';
+import { JobNotifier } from './job-notifier';
+import { JobsRepository } from './jobs.repository';
+
+export const JOB_STREAM = 'job';
+
+export interface JobCommandHooks {
+  /** Before the append, in its transaction: locks and checks; must not write. */
+  prepare?: (tx: Sql) => Promise<void>;
+  /** After the append and the jobs view, in the same transaction. */
+  alsoInTransaction?: (tx: Sql, envelopes: readonly EventEnvelope<JobEvent>[], state: JobState) => Promise<void>;
+}
+
+export interface JobCommandResult {
+  state: JobState;
+  envelopes: EventEnvelope<JobEvent>[];
+}
+
+/**
+ * Every change of a job goes through here: the job machine decides the command on the folded
+ * stream, the events and the jobs view commit together, and then (never before the commit) the
+ * other roles are told what changed.
+ */
+@Injectable()
+export class JobCommands {
+  private readonly logger = new Logger(JobCommands.name);
+
+  constructor(
+    private readonly commands: CommandHandler,
+    private readonly jobs: JobsRepository,
+    private readonly notifier: JobNotifier,
+  ) {}
+
+  async execute(
+    jobId: string,
+    command: JobCommand,
+    metadata: EventMetadata,
+    hooks: JobCommandHooks = {},
+  ): Promise<JobCommandResult> {
+    const result = await this.commands.execute<JobState, JobEvent>({
+      stream: { id: jobId, type: JOB_STREAM },
+      evolve,
+      decide: (state) => decide(state, command),
+      prepare: hooks.prepare,
+      project: async (tx, envelopes, state) => {
+        await this.jobs.save(tx, state);
+        await hooks.alsoInTransaction?.(tx, envelopes, state);
+      },
+      metadata,
+    });
+    const state = result.state as JobState;
+    await this.afterCommit(state, result.envelopes);
+    return { state, envelopes: result.envelopes };
+  }
+
+  async afterCommit(state: JobState, envelopes: readonly EventEnvelope<JobEvent>[]): Promise<void> {
+    if (envelopes.length === 0) return;
+    try {
+      await this.notifier.committed(state, envelopes as unknown as JobEvent[]);
+    } catch (error) {
+      // The events are committed; a lost notification is recovered by the gateways' sweep and
+      // by cancel redelivery on reconnect.
+      this.logger.warn(`could not notify about job ${state.jobId}: ${(error as Error).message}`);
+    }
+  }
+}

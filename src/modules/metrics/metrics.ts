@@ -1,0 +1,70 @@
+import { Injectable } from '@nestjs/common';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Db } from '../database/db';
+
+/** Plan tiers by priority, for labels. */
+export function tierOf(priority: number): string {
+  if (priority >= 300) return 'enterprise';
+  if (priority >= 200) return 'team';
+  if (priority >= 100) return 'free';
+  return 'unclaimed';
+}
+
+/**
+ * Runway's Prometheus metrics, on a registry of this application's own (several apps may run in
+ * one test process). Names follow the seed design's OpenTelemetry names with dots as
+ * underscores: runner.job.claim -> runner_job_claim_total, job.queue.duration ->
+ * job_queue_duration_seconds, runner.heartbeat.timeout -> runner_heartbeat_timeout_total.
+ */
+@Injectable()
+export class Metrics {
+  readonly registry = new Registry();
+
+  /** runner.job.claim: jobs claimed by runners. */
+  readonly claims = new Counter({ name: 'runner_job_claim_total', help: 'Jobs claimed by runners', labelNames: ['tier'], registers: [this.registry] });
+
+  /** job.queue.duration: from submission to claim. */
+  readonly queueDuration = new Histogram({
+    name: 'job_queue_duration_seconds',
+    help: 'Time from submission to claim',
+    labelNames: ['tier'],
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600],
+    registers: [this.registry],
+  });
+
+  /** runner.job.update{job.status}: runner-reported state changes. */
+  readonly jobUpdates = new Counter({ name: 'runner_job_update_total', help: 'Job state changes reported by runners', labelNames: ['status'], registers: [this.registry] });
+
+  /** runner.heartbeat.timeout: attempts lost for want of heartbeats (or of `running` after a claim). */
+  readonly heartbeatTimeouts = new Counter({
+    name: 'runner_heartbeat_timeout_total',
+    help: 'Attempts ended because the runner went silent',
+    labelNames: ['kind'],
+    registers: [this.registry],
+  });
+
+  /** runner.job.timeout: running jobs canceled past their timeout and grace. */
+  readonly jobTimeouts = new Counter({ name: 'runner_job_timeout_total', help: 'Jobs canceled past their timeout', registers: [this.registry] });
+
+  readonly connectedRunners = new Gauge({ name: 'runway_connected_runners', help: 'Runner sockets open on this instance', registers: [this.registry] });
+
+  readonly rateLimited = new Counter({ name: 'runway_rate_limited_total', help: 'Requests refused by a rate limit', labelNames: ['limit'], registers: [this.registry] });
+
+  constructor(db: Db) {
+    collectDefaultMetrics({ register: this.registry });
+    new Gauge({
+      name: 'runway_queue_depth',
+      help: 'Pending jobs per tier',
+      labelNames: ['tier'],
+      registers: [this.registry],
+      async collect() {
+        const { rows } = await db.query<{ priority: number; n: string }>(
+          `SELECT priority, count(*) AS n FROM jobs WHERE status = 'pending' GROUP BY priority`,
+        );
+        this.reset();
+        for (const tier of ['enterprise', 'team', 'free', 'unclaimed']) this.set({ tier }, 0);
+        for (const row of rows) this.inc({ tier: tierOf(row.priority) }, Number(row.n));
+      },
+    });
+  }
+}

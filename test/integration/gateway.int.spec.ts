@@ -1,0 +1,469 @@
+import { createHash } from 'node:crypto';
+import { Liveness } from '../../src/modules/liveness/liveness';
+import { type TestApp, admin, bearer, startTestApp } from '../support/app';
+import { Fixtures } from '../support/fixtures';
+import { TestRunner } from '../support/runner-client';
+
+const sha256 = (s: string) => createHash('sha256').update(s).digest('hex');
+
+describe('runner gateway (one process, in-process bus)', () => {
+  let t: TestApp;
+  let f: Fixtures;
+  const open: TestRunner[] = [];
+
+  beforeAll(async () => {
+    t = await startTestApp({
+      RUNWAY_MAX_MESSAGE_BYTES: String(512 * 1024),
+      RUNWAY_HEARTBEAT_INTERVAL_MS: '1000',
+      RUNWAY_HEARTBEAT_TIMEOUT_MS: '10000',
+      RUNWAY_CLAIM_TIMEOUT_MS: '20000',
+      RUNWAY_JOB_TIMEOUT_GRACE_MS: '30000',
+      RUNWAY_RUNNER_RATE_PER_MINUTE: '1000',
+    });
+    f = new Fixtures(t);
+  });
+  afterEach(async () => {
+    await Promise.all(open.splice(0).map((runner) => runner.close()));
+  });
+  afterAll(async () => {
+    await t.close();
+  });
+
+  async function connect(token: string): Promise<TestRunner> {
+    const runner = await TestRunner.hello(t.url, token);
+    open.push(runner);
+    return runner;
+  }
+
+  /** A runner for a fresh spec, a tenant, and that runner waiting for work. */
+  async function setup(plan = 'team') {
+    const spec = await f.spec();
+    const tenant = await f.tenant(plan);
+    const runner = await f.runner([spec.slug]);
+    const socket = await connect(runner.token);
+    return { spec, tenant, runner, socket };
+  }
+
+  it('welcomes a runner, pushes a job when one is submitted, and records the run to completion with its output', async () => {
+    const { spec, tenant, runner, socket } = await setup();
+    socket.send({ type: 'ready' });
+    // Nothing to do yet: the runner waits; the job is pushed when it is submitted, no polling.
+    const submitted = await f.submit(tenant, spec.slug, { env: { A: '1' }, filePaths: ['out/result.json'] });
+    const pushed = await socket.next('job', 2_000);
+    expect(pushed.job).toEqual({
+      id: submitted.id,
+      attempt: 1,
+      spec: spec.slug,
+      image: null,
+      cmd: ['./bench'],
+      entrypoint: null,
+      env: { A: '1' },
+      timeout: 3600,
+      filePaths: ['out/result.json'],
+    });
+    expect((await f.job(submitted.id)).status).toBe('claimed');
+
+    expect(await socket.request({ type: 'running', job: submitted.id, attempt: 1 })).toEqual({
+      type: 'ack',
+      job: submitted.id,
+      attempt: 1,
+      of: 'running',
+    });
+    expect(await socket.request({ type: 'heartbeat', job: submitted.id, attempt: 1 }, 'ack')).toMatchObject({ of: 'heartbeat' });
+    const stdout = 'bench: 12.5 ns/iter\n';
+    const file = JSON.stringify({ mean: 12.5 });
+    expect(
+      await socket.request(
+        { type: 'completed', job: submitted.id, attempt: 1, exitCode: 0, stdout, stderr: '', files: { 'out/result.json': file } },
+        'ack',
+      ),
+    ).toMatchObject({ of: 'completed' });
+
+    const job = await f.job(submitted.id);
+    expect(job).toMatchObject({ status: 'completed', exitCode: 0, runner: runner.id, failure: null });
+    const output = (await t.http.get(`/v1/jobs/${submitted.id}/output`).set(bearer(tenant.key)).expect(200)).body;
+    expect(output).toEqual({ exitCode: 0, stdout, stderr: '', files: { 'out/result.json': file }, truncated: false });
+
+    const events = (await t.http.get(`/v1/jobs/${submitted.id}/events`).set(bearer(tenant.key)).expect(200)).body.items;
+    expect(events.map((e: { type: string }) => e.type)).toEqual(['JobSubmitted', 'JobClaimed', 'JobStarted', 'JobCompleted']);
+    expect(events[2].data.fingerprint).toEqual({ cpuModel: 'Test CPU', cores: 4 });
+    expect(events[2].metadata.actor).toBe(`runner:${runner.id}`);
+    // The event keeps sizes and digests; the content is stored apart.
+    expect(events[3].data.output).toEqual({
+      stdout: { bytes: Buffer.byteLength(stdout), sha256: sha256(stdout) },
+      stderr: { bytes: 0, sha256: sha256('') },
+      files: [{ path: 'out/result.json', bytes: Buffer.byteLength(file), sha256: sha256(file) }],
+      truncated: false,
+    });
+    expect(JSON.stringify(events)).not.toContain('12.5 ns/iter');
+  });
+
+  it('refuses a job definition heavier than 256 KiB (it must fit in an event and a JetStream message)', async () => {
+    const spec = await f.spec();
+    const tenant = await f.tenant();
+    const res = await t.http
+      .post(`/v1/projects/${tenant.project.id}/jobs`)
+      .set(bearer(tenant.key))
+      .send({ spec: spec.slug, cmd: Array.from({ length: 5 }, () => 'x'.repeat(60_000)) })
+      .expect(400);
+    expect(res.body).toMatchObject({ code: 'validation_failed', detail: expect.stringContaining('256 KiB') });
+  });
+
+  it('records a failed run with its exit code', async () => {
+    const { spec, tenant, socket } = await setup();
+    const submitted = await f.submit(tenant, spec.slug);
+    socket.send({ type: 'ready' });
+    await socket.next('job');
+    await socket.request({ type: 'running', job: submitted.id, attempt: 1 }, 'ack');
+    await socket.request({ type: 'failed', job: submitted.id, attempt: 1, error: 'exit status 3', exitCode: 3, stderr: 'boom' }, 'ack');
+    expect(await f.job(submitted.id)).toMatchObject({ status: 'failed', exitCode: 3, failure: 'nonzero_exit' });
+    const output = (await t.http.get(`/v1/jobs/${submitted.id}/output`).set(bearer(tenant.key)).expect(200)).body;
+    expect(output).toMatchObject({ exitCode: 3, stderr: 'boom', stdout: null });
+  });
+
+  it('refuses messages about another runner’s job or a stale attempt, and changes nothing', async () => {
+    const { spec, tenant, socket } = await setup();
+    const other = await connect((await f.runner([spec.slug])).token);
+    const submitted = await f.submit(tenant, spec.slug);
+    socket.send({ type: 'ready' });
+    await socket.next('job');
+    await socket.request({ type: 'running', job: submitted.id, attempt: 1 }, 'ack');
+    const before = await f.eventTypes(submitted.id);
+
+    for (const frame of [
+      { type: 'heartbeat', job: submitted.id, attempt: 1 },
+      { type: 'completed', job: submitted.id, attempt: 1, exitCode: 0 },
+      { type: 'failed', job: submitted.id, attempt: 1, error: 'x' },
+      { type: 'running', job: submitted.id, attempt: 1 },
+    ]) {
+      expect(await other.request(frame)).toMatchObject({ type: 'error', code: 'invalid_transition', job: submitted.id });
+    }
+    for (const frame of [
+      { type: 'heartbeat', job: submitted.id, attempt: 2 },
+      { type: 'completed', job: submitted.id, attempt: 2, exitCode: 0 },
+    ]) {
+      expect(await socket.request(frame)).toMatchObject({ type: 'error', code: 'invalid_transition', job: submitted.id });
+    }
+    expect(await socket.request({ type: 'heartbeat', job: '00000000-0000-7000-8000-000000000000', attempt: 1 })).toMatchObject({
+      type: 'error',
+      code: 'not_found',
+    });
+    expect(await f.eventTypes(submitted.id)).toEqual(before);
+    expect((await f.job(submitted.id)).status).toBe('running');
+    // The rightful runner goes on.
+    await socket.request({ type: 'completed', job: submitted.id, attempt: 1, exitCode: 0 }, 'ack');
+  });
+
+  it('answers malformed frames with bad_message and keeps the socket open; closes it on an oversized frame (1009)', async () => {
+    const { runner } = await setup();
+    const socket = await TestRunner.connect(t.url, runner.token);
+    open.push(socket);
+    expect(await socket.request({ type: 'ready' })).toMatchObject({ type: 'error', code: 'bad_message', message: 'send hello first' });
+    for (const frame of [
+      'not json',
+      '[1,2]',
+      'null',
+      JSON.stringify({ type: 'teleport' }),
+      JSON.stringify({ noType: true }),
+      JSON.stringify({ type: 'hello', version: 7 }),
+      JSON.stringify({ type: 'heartbeat', job: 'nope', attempt: 1 }),
+      JSON.stringify({ type: 'heartbeat', job: '00000000-0000-7000-8000-000000000000', attempt: 0 }),
+      JSON.stringify({ type: 'completed', job: '00000000-0000-7000-8000-000000000000', attempt: 1, exitCode: 2 }),
+      JSON.stringify({ type: 'ready', extra: 1 }),
+      JSON.stringify({ type: 'failed', job: '00000000-0000-7000-8000-000000000000', attempt: 1, error: 'x', files: { a: 1 } }),
+    ]) {
+      socket.send(frame);
+      expect({ frame, reply: await socket.next() }).toMatchObject({ frame, reply: { type: 'error', code: 'bad_message' } });
+    }
+    expect(await socket.request({ type: 'hello', version: '1', capacity: 1, fingerprint: {} })).toMatchObject({ type: 'welcome', runner: runner.id });
+    socket.send({ type: 'hello', version: '1', fingerprint: { blob: 'x'.repeat(600 * 1024) } });
+    expect(await socket.whenClosed()).toMatchObject({ code: 1009 });
+  });
+
+  it('refuses unknown, revoked and archived runner tokens at the upgrade, and closes the socket of a rotated token', async () => {
+    const { runner, socket } = await setup();
+    await expect(TestRunner.connect(t.url, null)).rejects.toMatchObject({ status: 401 });
+    await expect(TestRunner.connect(t.url, `runway_runner_${'0'.repeat(64)}`)).rejects.toMatchObject({ status: 401 });
+    const key = (await f.org()).key;
+    await expect(TestRunner.connect(t.url, key)).rejects.toMatchObject({ status: 403 });
+
+    const rotated = (await t.http.post(`/v1/runners/${runner.id}/token`).set(admin).expect(201)).body.token;
+    expect(await socket.whenClosed()).toMatchObject({ code: 1008 });
+    await expect(TestRunner.connect(t.url, runner.token)).rejects.toMatchObject({ status: 401 });
+    const again = await connect(rotated);
+    await t.http.patch(`/v1/runners/${runner.id}`).set(admin).send({ archived: true }).expect(200);
+    expect(await again.whenClosed()).toMatchObject({ code: 1008 });
+    await expect(TestRunner.connect(t.url, rotated)).rejects.toMatchObject({ status: 401 });
+  });
+
+  it('pushes a cancel to the runner, frees the slot at once, and records the runner’s acknowledgment', async () => {
+    const { spec, tenant, socket } = await setup('free');
+    const submitted = await f.submit(tenant, spec.slug);
+    socket.send({ type: 'ready' });
+    await socket.next('job');
+    await socket.request({ type: 'running', job: submitted.id, attempt: 1 }, 'ack');
+    t.clock.advance(90_000);
+    const canceled = (await t.http.post(`/v1/jobs/${submitted.id}/cancel`).set(bearer(tenant.key)).expect(202)).body;
+    expect(canceled).toMatchObject({ status: 'canceled', billedMinutes: 2 });
+    expect(await socket.next('cancel', 2_000)).toEqual({ type: 'cancel', job: submitted.id, attempt: 1, reason: expect.any(String) });
+    // The free org's slot is free at once: its next job can be claimed.
+    const next = await f.submit(tenant, spec.slug);
+    // A heartbeat for the canceled job is answered with the cancel again, not an error.
+    expect(await socket.request({ type: 'heartbeat', job: submitted.id, attempt: 1 })).toMatchObject({ type: 'cancel', job: submitted.id });
+    expect(await socket.request({ type: 'canceled', job: submitted.id, attempt: 1 }, 'ack')).toMatchObject({ of: 'canceled' });
+    expect(await f.eventTypes(submitted.id)).toEqual(['JobSubmitted', 'JobClaimed', 'JobStarted', 'JobCanceled', 'JobCancelAcknowledged']);
+    expect(await socket.request({ type: 'canceled', job: submitted.id, attempt: 1 })).toMatchObject({ type: 'error', code: 'invalid_transition' });
+    socket.send({ type: 'ready' });
+    expect((await socket.next('job')).job).toMatchObject({ id: next.id });
+  });
+
+  it('redelivers an unacknowledged cancel when the runner reconnects, and lets a reconnecting runner go on with its job', async () => {
+    const { spec, tenant, runner, socket } = await setup();
+    const first = await f.submit(tenant, spec.slug);
+    socket.send({ type: 'ready' });
+    await socket.next('job');
+    await socket.request({ type: 'running', job: first.id, attempt: 1 }, 'ack');
+    await socket.close();
+
+    // Reconnected: says running again and goes on.
+    const back = await connect(runner.token);
+    expect(await back.request({ type: 'running', job: first.id, attempt: 1 })).toMatchObject({ type: 'ack', of: 'running' });
+    await back.request({ type: 'heartbeat', job: first.id, attempt: 1 }, 'ack');
+    expect(await f.eventTypes(first.id)).toEqual(['JobSubmitted', 'JobClaimed', 'JobStarted']);
+
+    // Canceled while the runner is away: the cancel comes with the next welcome.
+    await back.close();
+    await t.http.post(`/v1/jobs/${first.id}/cancel`).set(admin).expect(202);
+    const third = await TestRunner.connect(t.url, runner.token);
+    open.push(third);
+    third.send({ type: 'hello', version: 'test-1', capacity: 1, fingerprint: {} });
+    await third.next('welcome');
+    expect(await third.next('cancel')).toMatchObject({ job: first.id, attempt: 1 });
+    await third.request({ type: 'canceled', job: first.id, attempt: 1 }, 'ack');
+  });
+
+  it('claims by tier, then fair share between organizations, then age; a free org gets one job at a time', async () => {
+    const spec = await f.spec();
+    const free = await f.tenant('free');
+    const teamA = await f.tenant('team');
+    const teamB = await f.tenant('team');
+    const enterprise = await f.tenant('enterprise');
+    const order: string[] = [];
+    const submit = async (name: string, tenant: typeof free) => {
+      t.clock.advance(1_000);
+      const job = await f.submit(tenant, spec.slug);
+      order.push(name);
+      return { name, id: job.id };
+    };
+    const jobs = [
+      await submit('free-1', free),
+      await submit('free-2', free),
+      await submit('teamA-1', teamA),
+      await submit('teamA-2', teamA),
+      await submit('teamB-1', teamB),
+      await submit('enterprise-1', enterprise),
+    ];
+    const names = new Map(jobs.map((j) => [j.id, j.name]));
+    const claimed: string[] = [];
+    const sockets: TestRunner[] = [];
+    for (let i = 0; i < 5; i++) {
+      const socket = await connect((await f.runner([spec.slug])).token);
+      sockets.push(socket);
+      socket.send({ type: 'ready' });
+      claimed.push(names.get(((await socket.next('job')).job as { id: string }).id) as string);
+    }
+    // Enterprise first; then team: A (oldest), then B (fewer in flight than A), then A again;
+    // then free-1; free-2 waits while free-1 is in flight.
+    expect(claimed).toEqual(['enterprise-1', 'teamA-1', 'teamB-1', 'teamA-2', 'free-1']);
+    const sixth = await connect((await f.runner([spec.slug])).token);
+    sixth.send({ type: 'ready' });
+    await expect(sixth.next('job', 500)).rejects.toThrow(/no job/);
+    // free-1 ends: free-2 is pushed to the waiting runner.
+    const freeJob = jobs.find((j) => j.name === 'free-1')!.id;
+    await sockets[4].request({ type: 'running', job: freeJob, attempt: 1 }, 'ack');
+    await sockets[4].request({ type: 'completed', job: freeJob, attempt: 1, exitCode: 0 }, 'ack');
+    expect(names.get(((await sixth.next('job', 2_000)).job as { id: string }).id)).toBe('free-2');
+  });
+
+  it('never gives a runner more jobs than its capacity', async () => {
+    const { spec, tenant, socket } = await setup();
+    await f.submit(tenant, spec.slug);
+    await f.submit(tenant, spec.slug);
+    socket.send({ type: 'ready' });
+    await socket.next('job');
+    socket.send({ type: 'ready' });
+    await expect(socket.next('job', 500)).rejects.toThrow(/no job/);
+  });
+
+  it('claims over REST for runners without a socket: 204 when nothing comes, the job when one is submitted while waiting', async () => {
+    const spec = await f.spec();
+    const tenant = await f.tenant();
+    const runner = await f.runner([spec.slug]);
+    await t.http.post('/v1/runner/claim').set(bearer(runner.token)).send({ pollTimeout: 0 }).expect(204);
+    const waiting = t.http.post('/v1/runner/claim').set(bearer(runner.token)).send({ pollTimeout: 10 });
+    const answer = waiting.then((res) => res);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    const submitted = await f.submit(tenant, spec.slug);
+    const res = await answer;
+    expect(res.status).toBe(200);
+    expect(res.body).toMatchObject({ id: submitted.id, attempt: 1, spec: spec.slug });
+    await t.http.post('/v1/runner/claim').set(bearer(runner.token)).send({ pollTimeout: 'soon' }).expect(400);
+    await t.http.post('/v1/runner/claim').set(admin).send({}).expect(403);
+  });
+
+  describe('liveness (manual clock)', () => {
+    let liveness: Liveness;
+    beforeAll(() => {
+      liveness = t.app.get(Liveness);
+    });
+
+    it('requeues a claimed job that never starts, until its last attempt fails with claim_timeout', async () => {
+      const { spec, tenant, socket } = await setup();
+      const submitted = await f.submit(tenant, spec.slug, { maxAttempts: 2 });
+      socket.send({ type: 'ready' });
+      await socket.next('job');
+      // Heartbeats keep the runner alive, but it never says running.
+      t.clock.advance(20_001);
+      await liveness.sweep();
+      expect(await f.job(submitted.id)).toMatchObject({ status: 'pending', attempt: 2, runner: null });
+      socket.send({ type: 'ready' });
+      expect((await socket.next('job')).job).toMatchObject({ id: submitted.id, attempt: 2 });
+      t.clock.advance(20_001);
+      await liveness.sweep();
+      expect(await f.job(submitted.id)).toMatchObject({ status: 'failed', failure: 'claim_timeout', attempt: 2 });
+      expect(await f.eventTypes(submitted.id)).toEqual(['JobSubmitted', 'JobClaimed', 'JobRequeued', 'JobClaimed', 'JobFailed']);
+    });
+
+    it('fails a running job whose runner went silent with heartbeat_timeout; heartbeats keep it alive', async () => {
+      const { spec, tenant, socket } = await setup();
+      const submitted = await f.submit(tenant, spec.slug, { maxAttempts: 3 });
+      socket.send({ type: 'ready' });
+      await socket.next('job');
+      await socket.request({ type: 'running', job: submitted.id, attempt: 1 }, 'ack');
+      for (let i = 0; i < 3; i++) {
+        t.clock.advance(6_000);
+        await socket.request({ type: 'heartbeat', job: submitted.id, attempt: 1 }, 'ack');
+        await liveness.sweep();
+        expect((await f.job(submitted.id)).status).toBe('running');
+      }
+      t.clock.advance(10_001);
+      await liveness.sweep();
+      // Once it ran, a lost attempt is not retried.
+      expect(await f.job(submitted.id)).toMatchObject({ status: 'failed', failure: 'heartbeat_timeout', attempt: 1 });
+      // Sweeping again (or on another instance) appends nothing more.
+      await liveness.sweep();
+      expect(await f.eventTypes(submitted.id)).toEqual(['JobSubmitted', 'JobClaimed', 'JobStarted', 'JobFailed']);
+    });
+
+    it('cancels a job running past its timeout and grace with job_timeout, and pushes the cancel', async () => {
+      const { spec, tenant, socket } = await setup();
+      const submitted = await f.submit(tenant, spec.slug, { timeout: 60 });
+      socket.send({ type: 'ready' });
+      await socket.next('job');
+      await socket.request({ type: 'running', job: submitted.id, attempt: 1 }, 'ack');
+      for (let elapsed = 0; elapsed <= 90_000; elapsed += 5_000) {
+        t.clock.advance(5_000);
+        await socket.request({ type: 'heartbeat', job: submitted.id, attempt: 1 }, 'ack');
+        await liveness.sweep();
+      }
+      expect(await f.job(submitted.id)).toMatchObject({ status: 'canceled', failure: 'job_timeout', billedMinutes: 2 });
+      expect(await socket.next('cancel', 2_000)).toMatchObject({ job: submitted.id, attempt: 1 });
+    });
+  });
+
+  it('rate limits connection attempts per runner with 429', async () => {
+    const limited = await startTestApp({ RUNWAY_RUNNER_RATE_PER_MINUTE: '3' });
+    try {
+      const lf = new Fixtures(limited);
+      const spec = await lf.spec();
+      const runner = await lf.runner([spec.slug]);
+      for (let i = 0; i < 3; i++) await (await TestRunner.connect(limited.url, runner.token)).close();
+      await expect(TestRunner.connect(limited.url, runner.token)).rejects.toMatchObject({ status: 429 });
+      limited.clock.advance(60_001);
+      await (await TestRunner.connect(limited.url, runner.token)).close();
+    } finally {
+      await limited.close();
+    }
+  });
+
+  it('writes nothing to PostgreSQL for heartbeats', async () => {
+    const { spec, tenant, socket } = await setup();
+    const submitted = await f.submit(tenant, spec.slug);
+    socket.send({ type: 'ready' });
+    await socket.next('job');
+    await socket.request({ type: 'running', job: submitted.id, attempt: 1 }, 'ack');
+    // Count every statement that writes to any table of this database from here on.
+    await t.db.query(`
+      CREATE TABLE test_writes (table_name text, op text);
+      CREATE FUNCTION test_count_write() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN INSERT INTO test_writes VALUES (TG_TABLE_NAME, TG_OP); RETURN NULL; END $$;
+      DO $$ DECLARE t text; BEGIN
+        FOR t IN SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'test_writes' LOOP
+          EXECUTE format('CREATE TRIGGER test_count_write AFTER INSERT OR UPDATE OR DELETE ON %I
+                          FOR EACH STATEMENT EXECUTE FUNCTION test_count_write()', t);
+        END LOOP;
+      END $$;`);
+    try {
+      for (let i = 0; i < 100; i++) {
+        t.clock.advance(1_000);
+        await socket.request({ type: 'heartbeat', job: submitted.id, attempt: 1 }, 'ack');
+      }
+      await t.app.get(Liveness).sweep();
+      expect((await t.db.query(`SELECT * FROM test_writes`)).rows).toEqual([]);
+      // The counter does count: the next state change writes.
+      await socket.request({ type: 'completed', job: submitted.id, attempt: 1, exitCode: 0 }, 'ack');
+      expect((await t.db.query(`SELECT DISTINCT table_name FROM test_writes`)).rows.map((r) => r.table_name)).toEqual(
+        expect.arrayContaining(['events', 'jobs']),
+      );
+    } finally {
+      await t.db.query(`
+        DO $$ DECLARE t text; BEGIN
+          FOR t IN SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'test_writes' LOOP
+            EXECUTE format('DROP TRIGGER IF EXISTS test_count_write ON %I', t);
+          END LOOP;
+        END $$;
+        DROP FUNCTION test_count_write() CASCADE;
+        DROP TABLE test_writes;`);
+    }
+  });
+
+  it('caps the frames a socket may send and the claims a runner may make, without closing the socket', async () => {
+    const capped = await startTestApp({ RUNWAY_SOCKET_MESSAGES_PER_SECOND: '5', RUNWAY_RUNNER_RATE_PER_MINUTE: '2' });
+    try {
+      const cf = new Fixtures(capped);
+      const spec = await cf.spec();
+      const runner = await cf.runner([spec.slug]);
+      const socket = await TestRunner.hello(capped.url, runner.token);
+      open.push(socket);
+      // Two claims a minute: the third ready is refused.
+      socket.send({ type: 'ready' });
+      socket.send({ type: 'ready' });
+      expect(await socket.request({ type: 'ready' })).toMatchObject({ type: 'error', code: 'rate_limited' });
+      // A burst past the frame cap (5/s, bursts of 10) is refused frame by frame.
+      for (let i = 0; i < 20; i++) socket.send({ type: 'heartbeat', job: '00000000-0000-7000-8000-000000000000', attempt: 1 });
+      const replies = [];
+      for (let i = 0; i < 20; i++) replies.push(await socket.next());
+      expect(replies.filter((r) => r.code === 'rate_limited').length).toBeGreaterThanOrEqual(9);
+      expect(socket.closed).toBeNull();
+      capped.clock.advance(60_001);
+      socket.send({ type: 'ready' });
+      await expect(socket.next('error', 300)).rejects.toThrow(/no error/);
+    } finally {
+      await capped.close();
+    }
+  });
+
+  it('exposes the gateway’s metrics', async () => {
+    const text = (await t.http.get('/metrics').expect(200)).text;
+    for (const name of [
+      'runner_job_claim_total',
+      'job_queue_duration_seconds_bucket',
+      'runner_heartbeat_timeout_total',
+      'runner_job_timeout_total',
+      'runway_queue_depth{tier="free"}',
+      'runway_connected_runners',
+    ]) {
+      expect(text).toContain(name);
+    }
+  });
+});
