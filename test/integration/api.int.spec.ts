@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { type TestApp, admin, bearer, startTestApp } from '../support/app';
+import { Fixtures } from '../support/fixtures';
 
 const sha256 = (s: string) => createHash('sha256').update(s).digest('hex');
 const PROBLEM = /application\/problem\+json/;
@@ -15,34 +16,14 @@ describe('REST API', () => {
     await t.close();
   });
 
-  // --- small fixtures over the public API -------------------------------------------------
-  let counter = 0;
-  const unique = (prefix: string) => `${prefix}-${++counter}`;
-
-  async function createOrg(plan = 'team', extra: Record<string, unknown> = {}) {
-    const slug = unique('org');
-    const res = await t.http.post('/v1/orgs').set(admin).send({ slug, name: `Org ${slug}`, plan, ...extra }).expect(201);
-    const key = await t.http.post(`/v1/orgs/${slug}/keys`).set(admin).send({ name: 'ci' }).expect(201);
-    return { org: res.body, key: key.body.key as string, keyId: key.body.id as string };
-  }
-  async function createSpec() {
-    const slug = unique('spec');
-    const res = await t.http
-      .post('/v1/specs')
-      .set(admin)
-      .send({ slug, name: 'x86 8c', architecture: 'x86_64', cpu: 8, memory: 32 * 2 ** 30, disk: 2 ** 39, network: false })
-      .expect(201);
-    return res.body;
-  }
-  async function createProject(key: string) {
-    const slug = unique('proj');
-    return (await t.http.post('/v1/projects').set(bearer(key)).send({ slug, name: 'Project' }).expect(201)).body;
-  }
-  async function tenant(plan = 'team') {
-    const o = await createOrg(plan);
-    const project = await createProject(o.key);
-    return { ...o, project };
-  }
+  // Fixtures over the public API.
+  let f: Fixtures;
+  beforeAll(() => {
+    f = new Fixtures(t);
+  });
+  const createOrg = (plan?: string) => f.org(plan);
+  const createSpec = () => f.spec();
+  const tenant = (plan?: string) => f.tenant(plan);
 
   describe('organizations, keys and projects', () => {
     it('creates, reads, lists and updates organizations', async () => {
