@@ -2,6 +2,13 @@ import { EventStore1764489600000 } from './1764489600000-event-store';
 import { Views1764489600001 } from './1764489600001-views';
 import { Checkpoints1764489600002 } from './1764489600002-checkpoints';
 import { Gateway1764489600003 } from './1764489600003-gateway';
+import { Projections1764489600004 } from './1764489600004-projections';
 
 /** Every migration in order. Listed, not globbed, so the same list runs from .ts and from dist. */
-export const MIGRATIONS = [EventStore1764489600000, Views1764489600001, Checkpoints1764489600002, Gateway1764489600003];
+export const MIGRATIONS = [
+  EventStore1764489600000,
+  Views1764489600001,
+  Checkpoints1764489600002,
+  Gateway1764489600003,
+  Projections1764489600004,
+];

@@ -18,6 +18,7 @@ import { LivenessModule } from './modules/liveness/liveness.module';
 import { MessagingModule } from './modules/messaging/messaging.module';
 import { MetricsModule } from './modules/metrics/metrics.module';
 import { OrgsModule } from './modules/orgs/orgs.module';
+import { ProjectorsModule } from './modules/projections/projectors.module';
 import { RelayModule } from './modules/relay/relay.module';
 import { RunnersModule } from './modules/runners/runners.module';
 import { SpecsModule } from './modules/specs/specs.module';
@@ -51,6 +52,7 @@ const ROLE_MODULES: Record<Role, Type[]> = {
   api: [OrgsModule, SpecsModule, RunnersModule, JobsModule, LivenessModule],
   gateway: [GatewayModule],
   relay: [RelayModule],
+  projector: [ProjectorsModule],
 };
 
 /** Runway: the shared core, and the modules of the roles this process runs. */

@@ -4,6 +4,8 @@ import { Command } from 'commander';
 import { LOG_LEVELS } from './app';
 import { ConfigError, loadConfig } from './config/config';
 import { ROLES, RolesError, parseRoles } from './config/roles';
+import { withDatabase } from './commands/context';
+import { formatRebuildReport, rebuildProjections } from './commands/projections';
 import { migrateOnly, serve } from './server';
 
 /** `runway`: the command line. Configuration comes from the environment (PROTOCOL.md). */
@@ -26,6 +28,19 @@ export function buildCli(): Command {
       Logger.overrideLogger(LOG_LEVELS[config.logLevel]);
       const applied = await migrateOnly(config);
       process.stdout.write(applied.length === 0 ? 'database is up to date\n' : `applied ${applied.join(', ')}\n`);
+    });
+
+  const projections = program.command('projections').description('the views derived from the event log');
+  projections
+    .command('rebuild')
+    .description('replay the whole log into fresh views, compare them with the live ones, and swap them in')
+    .option('--check', 'only compare: change nothing, exit 1 if the views differ')
+    .action(async (options: { check?: boolean }) => {
+      const config = loadConfig();
+      Logger.overrideLogger(LOG_LEVELS[config.logLevel]);
+      const report = await withDatabase(config, (context) => rebuildProjections(context, options.check === true));
+      process.stdout.write(`${formatRebuildReport(report)}\n`);
+      if (options.check && !report.equal) process.exitCode = 1;
     });
 
   return program;

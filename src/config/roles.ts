@@ -1,5 +1,5 @@
 /** What a process does; one process runs every role by default (ARCHITECTURE.md, "Roles"). */
-export const ROLES = ['api', 'gateway', 'relay'] as const;
+export const ROLES = ['api', 'gateway', 'relay', 'projector'] as const;
 export type Role = (typeof ROLES)[number];
 
 export class RolesError extends Error {

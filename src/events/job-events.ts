@@ -52,8 +52,11 @@ export interface JobSubmittedData {
   submittedAt: string;
 }
 
-/** A job was accepted and queued as `pending` at attempt 1. */
-export type JobSubmitted = JobEventV1<'JobSubmitted', JobSubmittedData>;
+/**
+ * A job was accepted and queued as `pending` at attempt 1. Version 2 added `idempotency`;
+ * version-1 events are read as version 2 with `idempotency: null` (see upcasters.ts).
+ */
+export type JobSubmitted = DomainEvent<'JobSubmitted', JobSubmittedData> & { readonly schemaVersion: 2 };
 
 /** A runner took the pending job for the current attempt. */
 export type JobClaimed = JobEventV1<'JobClaimed', { runnerId: string; attempt: number; claimedAt: string }>;

@@ -33,4 +33,34 @@ export interface RunnerUnarchived {
   data: Record<string, never>;
 }
 
-export type RunnerEvent = RunnerRegistered | RunnerTokenRotated | RunnerUpdated | RunnerArchived | RunnerUnarchived;
+
+/** The runner connected to a gateway and said hello. */
+export interface RunnerConnected {
+  type: 'RunnerConnected';
+  schemaVersion: 1;
+  data: {
+    connectionId: string;
+    /** The gateway instance holding the socket. */
+    gateway: string;
+    agentVersion: string;
+    capacity: number;
+    /** What the runner said of its machine in `hello`. */
+    fingerprint: Record<string, unknown>;
+  };
+}
+
+/** The runner's connection ended: it closed, was replaced, or its gateway was lost. */
+export interface RunnerDisconnected {
+  type: 'RunnerDisconnected';
+  schemaVersion: 1;
+  data: { connectionId: string; reason: 'closed' | 'gateway_lost' };
+}
+
+export type RunnerEvent =
+  | RunnerRegistered
+  | RunnerTokenRotated
+  | RunnerUpdated
+  | RunnerArchived
+  | RunnerUnarchived
+  | RunnerConnected
+  | RunnerDisconnected;

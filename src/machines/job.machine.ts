@@ -175,7 +175,7 @@ export function fold(events: readonly JobEvent[]): JobState | null {
 
 const submitted = ({ job, at }: Command<'submit'>): JobSubmitted => ({
   type: 'JobSubmitted',
-  schemaVersion: 1,
+  schemaVersion: 2,
   data: { ...job, submittedAt: at },
 });
 

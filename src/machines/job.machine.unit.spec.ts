@@ -53,7 +53,7 @@ const output: JobOutputSummary = {
 const ev = {
   submitted: (maxAttempts = 3): JobEvent => ({
     type: 'JobSubmitted',
-    schemaVersion: 1,
+    schemaVersion: 2,
     data: { ...job, maxAttempts, submittedAt: t(0) },
   }),
   claimed: (runnerId = A, attempt = 1): JobEvent => ({
@@ -196,7 +196,7 @@ describe('job machine', () => {
     it('submit -> pending: JobSubmitted with the job and its time', () => {
       given()
         .when(cmd.submit())
-        .then({ type: 'JobSubmitted', schemaVersion: 1, data: { ...job, submittedAt: AT } });
+        .then({ type: 'JobSubmitted', schemaVersion: 2, data: { ...job, submittedAt: AT } });
     });
   });
 

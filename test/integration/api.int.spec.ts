@@ -211,7 +211,7 @@ describe('REST API', () => {
         streamType: 'job',
         position: 1,
         type: 'JobSubmitted',
-        schemaVersion: 1,
+        schemaVersion: 2,
         metadata: { actor: `key:${team.keyId}`, causationId: null, correlationId: expect.any(String) },
         data: expect.objectContaining({ cmd: ['cargo', 'bench'], env: { RUST_LOG: 'info' }, priority: 200, plan: 'team' }),
       });

@@ -5,6 +5,8 @@ import { ManualClock } from '../../src/common/clock';
 import { loadConfig, type RunwayConfig } from '../../src/config/config';
 import { hashToken } from '../../src/modules/auth/tokens';
 import { Db } from '../../src/modules/database/db';
+import { RunnerGateway } from '../../src/modules/gateway/runner-gateway';
+import { Liveness } from '../../src/modules/liveness/liveness';
 import { createTestDatabase, type TestDatabase } from './postgres';
 
 export const ADMIN_TOKEN = 'runway_admin_' + 'a1'.repeat(32);
@@ -18,6 +20,11 @@ export interface TestApp {
   database: TestDatabase;
   /** http://127.0.0.1:<port>: the app listens on a real port (for WebSockets). */
   url: string;
+  /**
+   * Moves the manual clock. The gateway's "alive" beat runs on a real timer, so it is sent here
+   * as time passes, as it would be; otherwise liveness would think this gateway lost.
+   */
+  advance(ms: number): void;
   close(): Promise<void>;
 }
 
@@ -37,6 +44,11 @@ export async function startTestApp(env: Record<string, string> = {}): Promise<Te
   return {
     url,
     app,
+    advance(ms: number) {
+      clock.advance(ms);
+      const gateway = app.get(RunnerGateway, { strict: false });
+      app.get(Liveness, { strict: false }).gatewayAlive({ gateway: gateway.instance, runners: gateway.connected });
+    },
     http: request(app.getHttpServer()),
     db: app.get(Db),
     clock,

@@ -1,6 +1,7 @@
 import { Injectable } from '@nestjs/common';
 import { ConcurrencyError } from '../../common/errors';
 import type { DomainEvent, EventEnvelope, EventMetadata } from '../../events/envelope';
+import { upcast } from '../../events/upcasters';
 import { Db, type Sql } from '../database/db';
 import { CommitSignal } from './commit-signal';
 import { EventStore } from './event-store';
@@ -50,7 +51,7 @@ export class CommandHandler {
   ): Promise<{ state: S | null; version: number }> {
     const envelopes = await this.store.readStream(streamId);
     let state: S | null = null;
-    for (const envelope of envelopes) state = evolve(state, envelope as unknown as E);
+    for (const envelope of envelopes) state = evolve(state, upcast(envelope) as unknown as E);
     return { state, version: envelopes.length };
   }
 

@@ -201,13 +201,20 @@ export class EventStore {
   /**
    * The next batch of the whole log after `after`, in log order, taking only events whose
    * transaction is older than every transaction still running: an event committed later can
-   * never land before a position a reader has passed.
+   * never land before a position a reader has passed. `appendsExcluded`: the caller holds a lock
+   * that no append can pass (see ProjectionRebuilder), so every event is committed and the gate
+   * is dropped.
    */
-  async readAll(after: LogPosition, limit: number, sql: Sql = this.db): Promise<{ events: EventEnvelope[]; last: LogPosition }> {
+  async readAll(
+    after: LogPosition,
+    limit: number,
+    sql: Sql = this.db,
+    options: { appendsExcluded?: boolean } = {},
+  ): Promise<{ events: EventEnvelope[]; last: LogPosition }> {
+    const gate = options.appendsExcluded ? '' : 'transaction_id < pg_snapshot_xmin(pg_current_snapshot()) AND';
     const result = await sql.query<EventRow>(
       `SELECT ${EVENT_COLUMNS} FROM events
-        WHERE transaction_id < pg_snapshot_xmin(pg_current_snapshot())
-          AND (transaction_id, global_position) > ($1::xid8, $2::bigint)
+        WHERE ${gate} (transaction_id, global_position) > ($1::xid8, $2::bigint)
         ORDER BY transaction_id, global_position
         LIMIT $3`,
       [after.transactionId, after.globalPosition, limit],

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { type IncomingMessage, STATUS_CODES } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { type BeforeApplicationShutdown, Inject, Injectable, Logger, type OnApplicationBootstrap } from '@nestjs/common';
@@ -13,6 +14,7 @@ import type { CancelMessage, DispatchMessage } from '../jobs/job-notifier';
 import { Bus, type Subscription } from '../messaging/bus';
 import { Subjects } from '../messaging/subjects';
 import { Metrics } from '../metrics/metrics';
+import { RunnerSessions } from '../runners/runner-sessions';
 import { problem } from '../http/problem';
 import { BadMessage, type RunnerMessage, parseRunnerMessage } from './protocol';
 import { TokenBucket, WindowRateLimiter } from './rate-limiter';
@@ -21,11 +23,17 @@ import { RunnerJobs, jobPayload } from './runner-jobs';
 
 export const RUNNER_SOCKET_PATH = '/v1/runner/connect';
 
+/** A gateway instance is alive; sent every quarter of the heartbeat timeout. */
+export interface GatewayAliveMessage {
+  gateway: string;
+  runners: number;
+}
+
 /** What the gateway tells other instances about a runner's connections. */
 export interface ControlMessage {
   runner: string;
-  type: 'revoked' | 'replaced';
-  /** For `replaced`: the connection that stays. */
+  type: 'revoked' | 'replaced' | 'lost';
+  /** For `replaced`: the connection that stays; for `lost`: the one recorded as gone. */
   connection?: string;
 }
 
@@ -46,6 +54,8 @@ const CLOSE_GRACE_MS = 2_000;
 @Injectable()
 export class RunnerGateway implements OnApplicationBootstrap, BeforeApplicationShutdown {
   private readonly logger = new Logger(RunnerGateway.name);
+  /** This gateway instance, as RunnerConnected events and alive messages name it. */
+  readonly instance = randomUUID();
   private readonly wss: WebSocketServer;
   private readonly connections = new Map<string, RunnerConnection>();
   private readonly connectLimiter: WindowRateLimiter;
@@ -58,6 +68,7 @@ export class RunnerGateway implements OnApplicationBootstrap, BeforeApplicationS
     private readonly adapterHost: HttpAdapterHost,
     private readonly authenticator: Authenticator,
     private readonly runnerJobs: RunnerJobs,
+    private readonly sessions: RunnerSessions,
     private readonly bus: Bus,
     private readonly subjects: Subjects,
     private readonly db: Db,
@@ -84,7 +95,13 @@ export class RunnerGateway implements OnApplicationBootstrap, BeforeApplicationS
       this.bus.subscribe(this.subjects.anyRunnerCancel(), ({ data }) => this.onCancel(data as CancelMessage)),
       this.bus.subscribe(this.subjects.anyRunnerControl(), ({ data }) => this.onControl(data as ControlMessage)),
     );
+    const alive = () =>
+      void this.bus
+        .publish(this.subjects.gatewayAlive(this.instance), { gateway: this.instance, runners: this.connections.size } satisfies GatewayAliveMessage)
+        .catch(() => undefined);
+    alive();
     this.timers = [
+      setInterval(alive, Math.max(100, Math.floor(this.config.heartbeatTimeoutMs / 4))).unref(),
       setInterval(() => this.sweep(), SWEEP_MS).unref(),
       setInterval(() => this.ping(), PING_MS).unref(),
     ];
@@ -191,6 +208,14 @@ export class RunnerGateway implements OnApplicationBootstrap, BeforeApplicationS
       connection.waiting = false;
       if (this.connections.get(connection.runnerId) === connection) this.connections.delete(connection.runnerId);
       this.metrics.connectedRunners.set(this.connections.size);
+      // After the frames already queued, so a `completed` sent just before closing still counts.
+      if (connection.hello !== null) {
+        connection.enqueue(() =>
+          this.sessions
+            .disconnected(connection.runnerId, connection.id, 'closed', this.metadata(connection))
+            .catch((error: unknown) => this.logger.warn(`could not record runner ${connection.runnerId} leaving: ${(error as Error).message}`)),
+        );
+      }
     });
   }
 
@@ -262,6 +287,17 @@ export class RunnerGateway implements OnApplicationBootstrap, BeforeApplicationS
   private async hello(connection: RunnerConnection, message: Extract<RunnerMessage, { type: 'hello' }>): Promise<void> {
     connection.hello = { version: message.version, capacity: message.capacity, fingerprint: message.fingerprint };
     connection.specs = new Set(await this.specsOf(connection.runnerId));
+    await this.sessions.connected(
+      connection.runnerId,
+      {
+        connectionId: connection.id,
+        gateway: this.instance,
+        agentVersion: message.version,
+        capacity: message.capacity,
+        fingerprint: message.fingerprint,
+      },
+      this.metadata(connection),
+    );
     connection.send({
       type: 'welcome',
       runner: connection.runnerId,
@@ -362,7 +398,12 @@ export class RunnerGateway implements OnApplicationBootstrap, BeforeApplicationS
     const connection = this.connections.get(message.runner);
     if (connection === undefined) return;
     if (message.type === 'revoked') connection.socket.close(1008, 'the runner token was revoked');
-    else if (message.connection !== connection.id) connection.socket.close(4000, 'replaced by a newer connection of this runner');
+    else if (message.type === 'replaced' && message.connection !== connection.id) {
+      connection.socket.close(4000, 'replaced by a newer connection of this runner');
+    } else if (message.type === 'lost' && message.connection === connection.id) {
+      // This gateway went unheard long enough to be given up for lost: reconnect and say hello again.
+      connection.socket.close(4001, 'the connection was recorded as lost; reconnect');
+    }
   }
 
   /** Recovery for lost dispatch messages: waiting runners try again now and then. */

@@ -5,9 +5,7 @@ import { type JobCommand, type JobState, decide, evolve } from '../../machines/j
 import type { Sql } from '../database/db';
 import { CommandHandler } from '../event-store/command-handler';
 import { JobNotifier } from './job-notifier';
-import { JobsRepository } from './jobs.repository';
-
-export const JOB_STREAM = 'job';
+import { JOB_STREAM, saveJobStates } from './job.views';
 
 export interface JobCommandHooks {
   /** Before the append, in its transaction: locks and checks; must not write. */
@@ -32,7 +30,6 @@ export class JobCommands {
 
   constructor(
     private readonly commands: CommandHandler,
-    private readonly jobs: JobsRepository,
     private readonly notifier: JobNotifier,
   ) {}
 
@@ -48,7 +45,7 @@ export class JobCommands {
       decide: (state) => decide(state, command),
       prepare: hooks.prepare,
       project: async (tx, envelopes, state) => {
-        await this.jobs.save(tx, state);
+        await saveJobStates(tx, [state]);
         await hooks.alsoInTransaction?.(tx, envelopes, state);
       },
       metadata,

@@ -1,6 +1,6 @@
 import { Injectable } from '@nestjs/common';
 import type { Plan } from '../../events/job-events';
-import type { JobState, JobStatus } from '../../machines/job.machine';
+import type { JobStatus } from '../../machines/job.machine';
 import { Db, type Sql } from '../database/db';
 
 export interface JobRow {
@@ -36,42 +36,6 @@ export interface QueuePosition {
 @Injectable()
 export class JobsRepository {
   constructor(private readonly db: Db) {}
-
-  async save(tx: Sql, job: JobState): Promise<void> {
-    await tx.query(
-      `INSERT INTO jobs (id, org_id, project_id, spec_id, spec, plan, priority, status, attempt, max_attempts,
-         runner_id, timeout, source_ip, created_at, claimed_at, started_at, finished_at, exit_code, failure, version,
-         cancel_acknowledged)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)
-       ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status, attempt = EXCLUDED.attempt,
-         runner_id = EXCLUDED.runner_id, claimed_at = EXCLUDED.claimed_at, started_at = EXCLUDED.started_at,
-         finished_at = EXCLUDED.finished_at, exit_code = EXCLUDED.exit_code, failure = EXCLUDED.failure,
-         version = EXCLUDED.version, cancel_acknowledged = EXCLUDED.cancel_acknowledged`,
-      [
-        job.jobId,
-        job.orgId,
-        job.projectId,
-        job.specId,
-        job.spec,
-        job.plan,
-        job.priority,
-        job.status,
-        job.attempt,
-        job.maxAttempts,
-        job.runnerId,
-        job.timeout,
-        job.sourceIp,
-        job.createdAt,
-        job.claimedAt,
-        job.startedAt,
-        job.finishedAt,
-        job.exitCode,
-        job.failure,
-        job.version,
-        job.cancelAcknowledged,
-      ],
-    );
-  }
 
   /** The specs an org has pending jobs on. */
   async pendingSpecsOf(orgId: string): Promise<string[]> {

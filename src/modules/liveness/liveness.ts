@@ -8,7 +8,9 @@ import { Db } from '../database/db';
 import { JobCommands } from '../jobs/job-commands';
 import { Bus, type Subscription } from '../messaging/bus';
 import { Subjects } from '../messaging/subjects';
+import type { ControlMessage, GatewayAliveMessage } from '../gateway/runner-gateway';
 import { Metrics } from '../metrics/metrics';
+import { RunnerSessions } from '../runners/runner-sessions';
 
 /** A heartbeat as the gateway forwards it on `<prefix>.heartbeats.<runner>`. */
 export interface HeartbeatMessage {
@@ -39,14 +41,19 @@ const SYSTEM: Omit<EventMetadata, 'correlationId'> = { causationId: null, actor:
 export class Liveness implements OnApplicationBootstrap, OnApplicationShutdown {
   private readonly logger = new Logger(Liveness.name);
   private readonly heartbeats = new Map<string, { attempt: number; at: number }>();
+  /** When each runner last heartbeated, for the runner view's lastSeenAt. */
+  private readonly runnersHeard = new Map<string, number>();
+  /** When each gateway instance last said it is alive. */
+  private readonly gateways = new Map<string, number>();
   private readonly startedAt: number;
-  private subscription: Subscription | null = null;
+  private subscriptions: Subscription[] = [];
   private timer: NodeJS.Timeout | null = null;
   private sweeping: Promise<void> | null = null;
 
   constructor(
     private readonly db: Db,
     private readonly jobs: JobCommands,
+    private readonly sessions: RunnerSessions,
     private readonly bus: Bus,
     private readonly subjects: Subjects,
     private readonly clock: Clock,
@@ -57,20 +64,35 @@ export class Liveness implements OnApplicationBootstrap, OnApplicationShutdown {
   }
 
   onApplicationBootstrap(): void {
-    this.subscription = this.bus.subscribe(this.subjects.allHeartbeats(), ({ data }) => this.heard(data as HeartbeatMessage));
+    this.subscriptions = [
+      this.bus.subscribe(this.subjects.allHeartbeats(), ({ data }) => this.heard(data as HeartbeatMessage)),
+      this.bus.subscribe(this.subjects.anyGatewayAlive(), ({ data }) => this.gatewayAlive(data as GatewayAliveMessage)),
+    ];
     const period = Math.max(50, Math.min(1_000, Math.floor(this.config.heartbeatIntervalMs)));
     this.timer = setInterval(() => void this.sweep(), period).unref();
   }
 
   async onApplicationShutdown(): Promise<void> {
     if (this.timer !== null) clearInterval(this.timer);
-    await this.subscription?.unsubscribe();
+    await Promise.all(this.subscriptions.map((s) => s.unsubscribe()));
     await this.sweeping;
   }
 
   heard(message: HeartbeatMessage): void {
-    if (typeof message?.job !== 'string' || typeof message.attempt !== 'number') return;
-    this.heartbeats.set(message.job, { attempt: message.attempt, at: this.clock.now().getTime() });
+    if (typeof message?.job !== 'string' || typeof message.attempt !== 'number' || typeof message.runner !== 'string') return;
+    const now = this.clock.now().getTime();
+    this.heartbeats.set(message.job, { attempt: message.attempt, at: now });
+    this.runnersHeard.set(message.runner, now);
+  }
+
+  gatewayAlive(message: GatewayAliveMessage): void {
+    if (typeof message?.gateway === 'string') this.gateways.set(message.gateway, this.clock.now().getTime());
+  }
+
+  /** When the runner last heartbeated, as this instance heard it. */
+  lastHeard(runnerId: string): Date | null {
+    const at = this.runnersHeard.get(runnerId);
+    return at === undefined ? null : new Date(at);
   }
 
   /** Fires every deadline that has passed. One sweep at a time; tests call it directly. */
@@ -91,6 +113,36 @@ export class Liveness implements OnApplicationBootstrap, OnApplicationShutdown {
       if (due !== null) await this.fire(job, due);
     }
     for (const id of this.heartbeats.keys()) if (!inFlight.has(id)) this.heartbeats.delete(id);
+    await this.endLostConnections(now);
+  }
+
+  /**
+   * Runners recorded as connected to a gateway that has not said it is alive for a heartbeat
+   * timeout (it crashed, or was cut off) are recorded as disconnected.
+   */
+  private async endLostConnections(now: number): Promise<void> {
+    const limit = this.config.heartbeatTimeoutMs;
+    if (now - this.startedAt <= limit) return; // not listening long enough to tell
+    const { rows } = await this.db.query<{ runner_id: string; connection_id: string; gateway: string }>(
+      `SELECT runner_id, connection_id, gateway FROM runner_status WHERE connected`,
+    );
+    for (const row of rows) {
+      const alive = this.gateways.get(row.gateway);
+      if (alive !== undefined && now - alive <= limit) continue;
+      try {
+        await this.sessions.disconnected(row.runner_id, row.connection_id, 'gateway_lost', {
+          ...SYSTEM,
+          correlationId: `gateway_lost:${row.connection_id}`,
+        });
+        this.logger.warn(`runner ${row.runner_id}: its gateway ${row.gateway} is gone; recorded as disconnected`);
+        // Should the gateway still be there (cut off, not dead), it closes the socket so the runner reconnects.
+        const lost: ControlMessage = { runner: row.runner_id, type: 'lost', connection: row.connection_id };
+        await this.bus.publish(this.subjects.runnerControl(row.runner_id), lost);
+      } catch (error) {
+        if (!(error instanceof ConcurrencyError)) this.logger.error(`could not end runner ${row.runner_id}'s connection: ${(error as Error).message}`);
+      }
+    }
+    for (const [gateway, at] of this.gateways) if (now - at > 10 * limit) this.gateways.delete(gateway);
   }
 
   /** The timeout that has passed for `job`, if any; the job timeout before the others. */

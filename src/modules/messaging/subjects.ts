@@ -94,6 +94,15 @@ export class Subjects {
     return `${this.prefix}.runners.*.control`;
   }
 
+  /** A gateway instance says it is alive (so the runners connected to it are). */
+  gatewayAlive(instance: string): string {
+    return `${this.prefix}.gateways.${assertToken('gateway', instance)}.alive`;
+  }
+
+  anyGatewayAlive(): string {
+    return `${this.prefix}.gateways.*.alive`;
+  }
+
   /** A runner's heartbeat, forwarded by its gateway. */
   heartbeat(runner: string): string {
     return `${this.prefix}.heartbeats.${assertToken('runner', runner)}`;

@@ -52,6 +52,36 @@ export class Metrics {
 
   constructor(db: Db) {
     collectDefaultMetrics({ register: this.registry });
+    const lag = async () => {
+      const { rows } = await db.query<{ name: string; events: string; seconds: number | null }>(
+        `SELECT c.name, count(e.global_position) AS events,
+                extract(epoch FROM (now() - min(e.occurred_at)))::float8 AS seconds
+           FROM checkpoints c
+           LEFT JOIN events e ON (e.transaction_id, e.global_position) > (c.transaction_id, c.global_position)
+          GROUP BY c.name`,
+      );
+      return rows;
+    };
+    new Gauge({
+      name: 'runway_log_follower_lag_events',
+      help: 'Events committed that a log follower (projector, relay) has not handled yet',
+      labelNames: ['follower'],
+      registers: [this.registry],
+      async collect() {
+        this.reset();
+        for (const row of await lag()) this.set({ follower: row.name }, Number(row.events));
+      },
+    });
+    new Gauge({
+      name: 'runway_log_follower_lag_seconds',
+      help: 'Age of the oldest event a log follower (projector, relay) has not handled yet; 0 when caught up',
+      labelNames: ['follower'],
+      registers: [this.registry],
+      async collect() {
+        this.reset();
+        for (const row of await lag()) this.set({ follower: row.name }, Math.max(0, row.seconds ?? 0));
+      },
+    });
     new Gauge({
       name: 'runway_queue_depth',
       help: 'Pending jobs per tier',

@@ -7,6 +7,7 @@ import { generateToken, hashToken } from '../auth/tokens';
 import { UNIQUE_VIOLATION, sqlState, violatedConstraint } from '../database/db';
 import { CommandHandler } from '../event-store/command-handler';
 import type { RequestContext } from '../http/request-context';
+import { orgViews } from './org.views';
 import { ORG_STREAM, type Org, decideCreateProject, decideRevokeKey, evolveOrg, requireOrg } from './org';
 import type { CreateKeyDto, CreateOrgDto, CreateProjectDto, UpdateOrgDto } from './orgs.dto';
 import { OrgsRepository, type OrgRow, type ProjectRow } from './orgs.repository';
@@ -114,7 +115,7 @@ export class OrgsService {
         stream: { id: orgId, type: ORG_STREAM },
         evolve: evolveOrg,
         decide,
-        project: (tx, envelopes) => this.repository.project(tx, envelopes),
+        project: (tx, envelopes) => orgViews.apply(tx, envelopes),
         metadata: ctx.metadata,
       });
     } catch (error) {

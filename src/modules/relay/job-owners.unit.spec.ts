@@ -1,6 +1,6 @@
 import type { EventEnvelope } from '../../events/envelope';
 import type { QueryResultRows, Sql } from '../database/db';
-import { compareLogPositions } from './checkpoints';
+import { compareLogPositions } from '../event-store/checkpoints';
 import { JobOwners, UnknownJobOwnerError } from './job-owners';
 
 /** The first events of job streams, answering the one query JobOwners makes; counts the queries. */

@@ -16,9 +16,9 @@ import { Database } from '../database/database';
 import { EventStore } from '../event-store/event-store';
 import { NatsBus } from '../messaging/nats-bus';
 import { Subjects } from '../messaging/subjects';
-import { loadCheckpoint } from './checkpoints';
+import { loadCheckpoint } from '../event-store/checkpoints';
 import { JetStreamPublisher, type JobsStreamOptions } from './jetstream-publisher';
-import { AdvisoryLockLeadership, LEADERSHIP_LOCK_CLASS, SoleLeadership } from './leadership';
+import { AdvisoryLockLeadership, LEADERSHIP_LOCK_CLASS, SoleLeadership } from '../event-store/leadership';
 import { Relay, type RelayOptions } from './relay';
 
 const NATS_URL = process.env.RUNWAY_TEST_NATS_URL ?? 'nats://127.0.0.1:4222';
@@ -172,7 +172,7 @@ describe('Relay (PostgreSQL + NATS JetStream)', () => {
       submittedAt: at,
     };
     const lifecycle: JobEvent[] = [
-      { type: 'JobSubmitted', schemaVersion: 1, data: submitted },
+      { type: 'JobSubmitted', schemaVersion: 2, data: submitted },
       { type: 'JobClaimed', schemaVersion: 1, data: { runnerId, attempt: 1, claimedAt: at } },
       { type: 'JobStarted', schemaVersion: 1, data: { runnerId, attempt: 1, startedAt: at, fingerprint: { cpuModel: 'AMD EPYC', cores: 8 } } },
       { type: 'JobCompleted', schemaVersion: 1, data: { runnerId, attempt: 1, exitCode: 0, finishedAt: at, output: null } },

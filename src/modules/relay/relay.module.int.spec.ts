@@ -54,7 +54,7 @@ async function submitJob(app: TestingModule): Promise<EventEnvelope> {
       tx,
       { id: jobId, type: 'job' },
       0,
-      [{ type: 'JobSubmitted', schemaVersion: 1, data: { jobId, orgId: randomUUID(), projectId: randomUUID(), spec: 'x86-8c', cmd: ['true'] } }],
+      [{ type: 'JobSubmitted', schemaVersion: 2, data: { jobId, orgId: randomUUID(), projectId: randomUUID(), spec: 'x86-8c', cmd: ['true'] } }],
       { correlationId: 'c-module', causationId: null, actor: 'system' },
     ),
   );

@@ -14,7 +14,7 @@ import { Bus } from '../messaging/bus';
 import { NatsBus } from '../messaging/nats-bus';
 import { Subjects } from '../messaging/subjects';
 import { JetStreamPublisher } from './jetstream-publisher';
-import { AdvisoryLockLeadership, SoleLeadership } from './leadership';
+import { AdvisoryLockLeadership, SoleLeadership } from '../event-store/leadership';
 import { Relay } from './relay';
 
 /** JetStream remembers message ids this long: a republished event inside it is dropped. */

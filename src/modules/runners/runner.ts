@@ -8,6 +8,8 @@ export interface Runner {
   name: string;
   specIds: string[];
   archived: boolean;
+  /** The connection the runner holds now, if any. */
+  connection: string | null;
 }
 
 export const RUNNER_STREAM = 'runner';
@@ -15,7 +17,7 @@ export const RUNNER_STREAM = 'runner';
 export function evolveRunner(state: Runner | null, event: RunnerEvent): Runner {
   if (event.type === 'RunnerRegistered') {
     const { runnerId, slug, name, specIds } = event.data;
-    return { runnerId, slug, name, specIds, archived: false };
+    return { runnerId, slug, name, specIds, archived: false, connection: null };
   }
   if (state === null) throw new Error(`${event.type} before RunnerRegistered`);
   switch (event.type) {
@@ -27,6 +29,10 @@ export function evolveRunner(state: Runner | null, event: RunnerEvent): Runner {
       return { ...state, archived: true };
     case 'RunnerUnarchived':
       return { ...state, archived: false };
+    case 'RunnerConnected':
+      return { ...state, connection: event.data.connectionId };
+    case 'RunnerDisconnected':
+      return state.connection === event.data.connectionId ? { ...state, connection: null } : state;
     default: {
       const _exhaustive: never = event;
       return _exhaustive;
@@ -61,4 +67,17 @@ export function decideUpdate(
 
 function sameSet(a: readonly string[], b: readonly string[]): boolean {
   return a.length === b.length && a.every((x) => b.includes(x));
+}
+
+/** A connection that said hello; a newer one replaces the one before. */
+export function decideConnect(state: Runner | null, data: Extract<RunnerEvent, { type: 'RunnerConnected' }>['data']): RunnerEvent[] {
+  const runner = requireRunner(state);
+  if (runner.archived) throw new ConflictError('an archived runner cannot connect');
+  return [{ type: 'RunnerConnected', schemaVersion: 1, data }];
+}
+
+/** Ends the connection if it is still the runner's current one; an older one ends silently. */
+export function decideDisconnect(state: Runner | null, connectionId: string, reason: 'closed' | 'gateway_lost'): RunnerEvent[] {
+  const runner = requireRunner(state);
+  return runner.connection === connectionId ? [{ type: 'RunnerDisconnected', schemaVersion: 1, data: { connectionId, reason } }] : [];
 }

@@ -52,19 +52,24 @@ export class UpdateRunnerDto {
 export type RunnerState = 'offline' | 'idle' | 'busy';
 
 /**
- * Until a runner connects through the gateway nothing is known of its presence: a runner with a
- * job in flight is busy, any other is offline.
+ * offline: not connected; busy: holds a job (claimed or running); idle: connected and free.
+ * `lastSeenAt` is the later of the last thing the log has from the runner (connecting, claiming,
+ * reporting) and its last heartbeat, which is not written to the log.
  */
-export const mapRunner = (row: RunnerRow) => ({
-  id: row.id,
-  slug: row.slug,
-  name: row.name,
-  specs: row.specs,
-  archived: row.archived,
-  state: (row.current_job !== null ? 'busy' : 'offline') as RunnerState,
-  lastSeenAt: null as string | null,
-  currentJob: row.current_job,
-  fingerprint: null as Record<string, unknown> | null,
-  createdAt: row.created_at.toISOString(),
-  updatedAt: row.updated_at.toISOString(),
-});
+export const mapRunner = (row: RunnerRow, lastHeard: Date | null = null) => {
+  const seen = [row.last_seen_at, lastHeard].filter((d): d is Date => d !== null).sort((a, b) => b.getTime() - a.getTime())[0];
+  const state: RunnerState = !row.connected ? 'offline' : row.current_job !== null ? 'busy' : 'idle';
+  return {
+    id: row.id,
+    slug: row.slug,
+    name: row.name,
+    specs: row.specs,
+    archived: row.archived,
+    state,
+    lastSeenAt: seen?.toISOString() ?? null,
+    currentJob: row.current_job,
+    fingerprint: row.fingerprint,
+    createdAt: row.created_at.toISOString(),
+    updatedAt: row.updated_at.toISOString(),
+  };
+};

@@ -10,6 +10,7 @@ import { Bus } from '../messaging/bus';
 import { Subjects } from '../messaging/subjects';
 import type { RequestContext } from '../http/request-context';
 import { SpecsService } from '../specs/specs';
+import { runnerViews } from './runner.views';
 import { RUNNER_STREAM, type Runner, decideRotateToken, decideUpdate, evolveRunner } from './runner';
 import type { CreateRunnerDto, UpdateRunnerDto } from './runners.dto';
 import { RunnersRepository, type RunnerRow } from './runners.repository';
@@ -88,7 +89,7 @@ export class RunnersService {
         stream: { id: runnerId, type: RUNNER_STREAM },
         evolve: evolveRunner,
         decide,
-        project: (tx, envelopes) => this.repository.project(tx, envelopes),
+        project: (tx, envelopes) => runnerViews.apply(tx, envelopes),
         metadata: ctx.metadata,
       });
     } catch (error) {

@@ -8,6 +8,7 @@ import { ARCHITECTURES, type Architecture, type SpecCreated, type SpecEvent } fr
 import { Db, type Sql, UNIQUE_VIOLATION, sqlState } from '../database/db';
 import { CommandHandler } from '../event-store/command-handler';
 import { NoNullCharacters, SLUG_PATTERN } from '../http/dto';
+import type { Projection } from '../projections/projection';
 import type { RequestContext } from '../http/request-context';
 
 export class CreateSpecDto {
@@ -92,7 +93,7 @@ export class SpecsService {
         stream: { id: specId, type: SPEC_STREAM },
         evolve: (_, e) => e.data,
         decide: () => [event],
-        project: (tx, envelopes) => projectSpecs(tx, envelopes),
+        project: (tx, envelopes) => specViews.apply(tx, envelopes),
         metadata: ctx.metadata,
       });
     } catch (error) {
@@ -124,12 +125,19 @@ export class SpecsService {
   }
 }
 
-export async function projectSpecs(tx: Sql, envelopes: readonly EventEnvelope<SpecEvent>[]): Promise<void> {
-  for (const { data, occurredAt } of envelopes) {
-    await tx.query(
-      `INSERT INTO specs (id, slug, name, architecture, cpu, memory, disk, network, created_at)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
-      [data.specId, data.slug, data.name, data.architecture, data.cpu, data.memory, data.disk, data.network, occurredAt],
-    );
-  }
-}
+/** Hardware specs: kept inline, read at once by runner registration and submissions. */
+export const specViews: Projection = {
+  name: 'specs',
+  tables: ['specs'],
+  async apply(tx: Sql, events: readonly EventEnvelope[]): Promise<void> {
+    for (const envelope of events) {
+      if (envelope.streamType !== SPEC_STREAM) continue;
+      const { data } = envelope as unknown as EventEnvelope<SpecEvent>;
+      await tx.query(
+        `INSERT INTO specs (id, slug, name, architecture, cpu, memory, disk, network, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+        [data.specId, data.slug, data.name, data.architecture, data.cpu, data.memory, data.disk, data.network, envelope.occurredAt],
+      );
+    }
+  },
+};

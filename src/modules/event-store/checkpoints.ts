@@ -1,5 +1,5 @@
 import type { Sql } from '../database/db';
-import type { LogPosition } from '../event-store/event-store';
+import type { LogPosition } from './event-store';
 
 /** Orders two log positions as the log does: by transaction id, then by global position. */
 export function compareLogPositions(a: LogPosition, b: LogPosition): number {

@@ -6,6 +6,8 @@ export interface LeaderSession {
   /** SQL on the connection that holds leadership: once it fails, leadership may be gone. */
   readonly sql: Sql;
   readonly lost: boolean;
+  /** Runs `work` in one transaction on that connection. */
+  transaction<T>(work: (tx: Sql) => Promise<T>): Promise<T>;
   release(): Promise<void>;
 }
 
@@ -49,6 +51,18 @@ class AdvisoryLockSession implements LeaderSession {
 
   get lost(): boolean {
     return this.dropped;
+  }
+
+  async transaction<T>(work: (tx: Sql) => Promise<T>): Promise<T> {
+    await this.sql.query('BEGIN');
+    try {
+      const result = await work(this.sql);
+      await this.sql.query('COMMIT');
+      return result;
+    } catch (error) {
+      await this.sql.query('ROLLBACK').catch(() => undefined);
+      throw error;
+    }
   }
 
   drop(): void {
@@ -112,6 +126,6 @@ export class SoleLeadership implements Leadership {
   constructor(private readonly db: Db) {}
 
   async acquire(): Promise<LeaderSession> {
-    return { sql: this.db, lost: false, release: async () => undefined };
+    return { sql: this.db, lost: false, transaction: (work) => this.db.transaction(work), release: async () => undefined };
   }
 }
