@@ -24,7 +24,7 @@ interface InFlightRow {
   status: 'claimed' | 'running';
   attempt: number;
   timeout: number;
-  claimed_at: Date;
+  claimed_at: Date | null;
   started_at: Date | null;
 }
 
@@ -151,13 +151,15 @@ export class Liveness implements OnApplicationBootstrap, OnApplicationShutdown {
     if (job.status === 'running' && job.started_at !== null) {
       if (now > job.started_at.getTime() + job.timeout * 1000 + jobTimeoutGraceMs) return 'jobTimeout';
     }
-    if (job.status === 'claimed' && now > job.claimed_at.getTime() + claimTimeoutMs) return 'claimTimeout';
+    const holdSince = job.started_at ?? job.claimed_at;
+    if (holdSince === null) return null; // not a state the log produces: `runway audit` reports it
+    if (job.status === 'claimed' && now > holdSince.getTime() + claimTimeoutMs) return 'claimTimeout';
     const beat = this.heartbeats.get(job.id);
     // Silent since its last heartbeat of this attempt, its claim or start, or (jobs that were in
     // flight when this instance started) since this instance began listening.
     const since = Math.max(
       beat !== undefined && beat.attempt === job.attempt ? beat.at : 0,
-      (job.started_at ?? job.claimed_at).getTime(),
+      holdSince.getTime(),
       this.startedAt,
     );
     return now > since + heartbeatTimeoutMs ? 'heartbeatTimeout' : null;

@@ -1,0 +1,297 @@
+import { randomUUID } from 'node:crypto';
+import { ManualClock } from '../../src/common/clock';
+import { UuidV7Generator } from '../../src/common/ids';
+import type { JobSubmittedData } from '../../src/events/job-events';
+import { upcast } from '../../src/events/upcasters';
+import { type JobState, evolve } from '../../src/machines/job.machine';
+import { CommandHandler } from '../../src/modules/event-store/command-handler';
+import { EventStore } from '../../src/modules/event-store/event-store';
+import { Liveness } from '../../src/modules/liveness/liveness';
+import { ProjectionRebuilder } from '../../src/modules/projections/rebuild';
+import { ALL_PROJECTIONS, ASYNC_PROJECTIONS, checkpointName } from '../../src/modules/projections/registry';
+import { type TestApp, admin, bearer, startTestApp } from '../support/app';
+import { Fixtures } from '../support/fixtures';
+import { type Frame, TestRunner } from '../support/runner-client';
+
+/** A small deterministic generator, so a failing history can be replayed. */
+function random(seed: number): () => number {
+  let state = seed >>> 0;
+  return () => {
+    state = (Math.imul(state, 1_664_525) + 1_013_904_223) >>> 0;
+    return state / 2 ** 32;
+  };
+}
+
+describe('projections: views derived from the log, rebuilt and compared', () => {
+  let t: TestApp;
+  let f: Fixtures;
+  const open: TestRunner[] = [];
+
+  beforeAll(async () => {
+    t = await startTestApp({
+      RUNWAY_HEARTBEAT_TIMEOUT_MS: '10000',
+      RUNWAY_CLAIM_TIMEOUT_MS: '20000',
+      RUNWAY_JOB_TIMEOUT_GRACE_MS: '5000',
+      RUNWAY_RUNNER_RATE_PER_MINUTE: '100000',
+      RUNWAY_RUNNER_RATE_PER_HOUR: '100000',
+      RUNWAY_RUNNER_RATE_PER_DAY: '100000',
+    });
+    f = new Fixtures(t);
+  });
+  afterEach(async () => {
+    await Promise.all(open.splice(0).map((runner) => runner.close()));
+  });
+  afterAll(async () => {
+    await t.close();
+  });
+
+  /** Waits until every projector has handled the whole log. */
+  async function projectorsCaughtUp(): Promise<void> {
+    for (let i = 0; i < 200; i++) {
+      const { rows } = await t.db.query<{ behind: string }>(
+        `SELECT count(*) AS behind FROM unnest($1::text[]) AS p(name)
+           LEFT JOIN checkpoints c ON c.name = p.name
+          WHERE c.name IS NULL OR EXISTS (
+            SELECT 1 FROM events e WHERE (e.transaction_id, e.global_position) > (c.transaction_id, c.global_position))`,
+        [ASYNC_PROJECTIONS.map(checkpointName)],
+      );
+      if (Number(rows[0].behind) === 0) return;
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    throw new Error('the projectors did not catch up within 10 s');
+  }
+
+  const rebuilder = () =>
+    new ProjectionRebuilder(t.db, t.app.get(EventStore), ALL_PROJECTIONS, t.clock);
+
+  /** Every row of every view, for comparing before and after a swap. */
+  async function snapshot(): Promise<Record<string, unknown[]>> {
+    const out: Record<string, unknown[]> = {};
+    for (const table of ALL_PROJECTIONS.flatMap((p) => [...p.tables])) {
+      out[table] = (await t.db.query(`SELECT to_jsonb(x) AS row FROM ${table} x ORDER BY to_jsonb(x)::text`)).rows;
+    }
+    return out;
+  }
+
+  /**
+   * The next frame of `type` within `ms`, or null. A runner answers what else comes meanwhile:
+   * a cancel with `canceled` (and its ack), errors are dropped.
+   */
+  async function until(socket: TestRunner, type: string, ms: number): Promise<Frame | null> {
+    const deadline = Date.now() + ms;
+    for (;;) {
+      const left = deadline - Date.now();
+      if (left <= 0) return null;
+      const frame = await socket.next(undefined, left).catch(() => null);
+      if (frame === null) return null;
+      if (frame.type === type) return frame;
+      if (frame.type === 'cancel') socket.send({ type: 'canceled', job: frame.job, attempt: frame.attempt });
+    }
+  }
+
+  /** Sends a job message and returns its answer (ack or error), answering cancels meanwhile. */
+  async function reply(socket: TestRunner, message: { type: string; job: string; attempt: number } & Record<string, unknown>): Promise<Frame> {
+    socket.send(message);
+    for (;;) {
+      const frame = await socket.next();
+      if ((frame.type === 'ack' && frame.of === message.type && frame.job === message.job) || (frame.type === 'error' && frame.job === message.job)) {
+        return frame;
+      }
+      if (frame.type === 'cancel') {
+        socket.send({ type: 'canceled', job: frame.job, attempt: frame.attempt });
+        if (frame.job === message.job) return frame;
+      }
+    }
+  }
+
+  it('rebuilds a long random history into views equal to the live ones, row for row', async () => {
+    const next = random(20261130);
+    const pick = <T>(items: readonly T[]): T => items[Math.floor(next() * items.length)];
+    const specs = [await f.spec(), await f.spec()];
+    const tenants = [
+      ...(await Promise.all(Array.from({ length: 3 }, () => f.tenant('free')))),
+      await f.tenant('team', { maxConcurrency: 2 }),
+      await f.tenant('enterprise'),
+    ];
+    // Admin history too: a plan change, a revoked key, a renamed and an archived runner.
+    await t.http.patch(`/v1/orgs/${tenants[0].org.id}`).set(admin).send({ plan: 'team' }).expect(200);
+    await t.http.delete(`/v1/orgs/${tenants[1].org.id}/keys/${(await t.http.post(`/v1/orgs/${tenants[1].org.id}/keys`).set(admin).send({})).body.id}`).set(admin).expect(204);
+    const runners = await Promise.all(Array.from({ length: 5 }, (_, i) => f.runner(i % 2 === 0 ? [specs[0].slug] : [specs[0].slug, specs[1].slug])));
+    await t.http.patch(`/v1/runners/${runners[4].id}`).set(admin).send({ name: 'renamed', archived: true }).expect(200);
+    const sockets = await Promise.all(runners.slice(0, 4).map((r) => TestRunner.hello(t.url, r.token, { cpuModel: `cpu-${r.slug}` })));
+    open.push(...sockets);
+
+    const jobs: string[] = [];
+    for (let round = 0; round < 40; round++) {
+      for (let i = 0; i < 3; i++) {
+        const tenant = pick(tenants);
+        const job = await f.submit(tenant, pick(specs).slug, {
+          maxAttempts: 1 + Math.floor(next() * 3),
+          timeout: 60,
+        });
+        jobs.push(job.id);
+        if (next() < 0.1) await t.http.post(`/v1/jobs/${job.id}/cancel`).set(bearer(tenant.key)).expect(202);
+      }
+      // Each runner asks for work and does something with what it gets.
+      for (const socket of sockets) {
+        socket.send({ type: 'ready' });
+        const frame = await until(socket, 'job', 300);
+        if (frame === null) continue;
+        const { id, attempt } = frame.job as { id: string; attempt: number };
+        const roll = next();
+        if (roll < 0.15) continue; // takes it and goes silent: a claim timeout later
+        // A job pushed a while ago may have been requeued to another runner since: refused, dropped.
+        if ((await reply(socket, { type: 'running', job: id, attempt })).type !== 'ack') continue;
+        t.advance(Math.floor(next() * 150_000));
+        if (roll < 0.55) await reply(socket, { type: 'completed', job: id, attempt, exitCode: 0, stdout: `round ${round}` });
+        else if (roll < 0.75) await reply(socket, { type: 'failed', job: id, attempt, error: 'exit status 2', exitCode: 2 });
+        else if (roll < 0.85) {
+          await t.http.post(`/v1/jobs/${id}/cancel`).set(admin);
+          await until(socket, 'cancel', 1_000);
+        } // else: left running, for a heartbeat or job timeout
+      }
+      t.advance(Math.floor(next() * 30_000));
+      await t.app.get(Liveness).sweep();
+    }
+    // The runners leave, and every timeout fires: nothing moves any more.
+    await Promise.all(open.splice(0).map((runner) => runner.close()));
+    t.advance(3_600_000);
+    await t.app.get(Liveness).sweep();
+    await projectorsCaughtUp();
+
+    const { rows } = await t.db.query<{ status: string; n: string }>(`SELECT status, count(*) AS n FROM jobs GROUP BY status`);
+    const statuses = Object.fromEntries(rows.map((r) => [r.status, Number(r.n)]));
+    // The history covers the lifecycle.
+    for (const status of ['completed', 'failed', 'canceled']) expect(statuses[status]).toBeGreaterThan(0);
+    const events = Number((await t.db.query<{ n: string }>(`SELECT count(*) AS n FROM events`)).rows[0].n);
+    expect(events).toBeGreaterThan(400);
+
+    const before = await snapshot();
+    const check = await rebuilder().rebuild({ swap: false });
+    expect(check.tables.filter((table) => table.onlyLive > 0 || table.onlyRebuilt > 0)).toEqual([]);
+    expect(check).toMatchObject({ equal: true, swapped: false, events });
+    expect(check.tables.find((table) => table.table === 'jobs')).toMatchObject({ liveRows: jobs.length, rebuiltRows: jobs.length });
+    expect(check.tables.find((table) => table.table === 'job_billing')!.liveRows).toBeGreaterThan(0);
+
+    const swapped = await rebuilder().rebuild({ swap: true });
+    expect(swapped).toMatchObject({ equal: true, swapped: true });
+    expect(await snapshot()).toEqual(before);
+    // The projectors go on from the rebuilt position.
+    await projectorsCaughtUp();
+  }, 120_000);
+
+  it('shows a changed view row as a difference, and a rebuild puts it right', async () => {
+    const spec = await f.spec();
+    const tenant = await f.tenant();
+    const job = await f.submit(tenant, spec.slug);
+    await projectorsCaughtUp();
+    await t.db.query(`UPDATE jobs SET status = 'running', attempt = 3 WHERE id = $1`, [job.id]);
+    await t.db.query(`UPDATE orgs SET plan = 'enterprise' WHERE id = $1`, [tenant.org.id]);
+
+    const check = await rebuilder().rebuild({ swap: false });
+    expect(check.equal).toBe(false);
+    const differing = check.tables.filter((table) => table.onlyLive > 0).map((table) => table.table).sort();
+    expect(differing).toEqual(['jobs', 'orgs']);
+    expect((await f.job(job.id)).status).toBe('running'); // --check changes nothing
+
+    const repaired = await rebuilder().rebuild({ swap: true });
+    expect(repaired.equal).toBe(false); // it reports what it found...
+    expect(await f.job(job.id)).toMatchObject({ status: 'pending', attempt: 1 }); // ...and puts it right
+    expect((await rebuilder().rebuild({ swap: false })).equal).toBe(true);
+  }, 60_000);
+
+  it('shows where each runner is: offline, idle, busy, with its fingerprint and when it was last seen', async () => {
+    const spec = await f.spec();
+    const tenant = await f.tenant();
+    const runner = await f.runner([spec.slug]);
+    const view = async () => (await t.http.get(`/v1/runners/${runner.id}`).set(admin).expect(200)).body;
+    expect(await view()).toMatchObject({ state: 'offline', lastSeenAt: null, currentJob: null, fingerprint: null });
+
+    const socket = await TestRunner.hello(t.url, runner.token, { cpuModel: 'AMD EPYC 9654', cores: 96, governor: 'performance' });
+    open.push(socket);
+    await projectorsCaughtUp();
+    expect(await view()).toMatchObject({
+      state: 'idle',
+      lastSeenAt: t.clock.now().toISOString(),
+      fingerprint: { cpuModel: 'AMD EPYC 9654', cores: 96, governor: 'performance' },
+    });
+
+    const job = await f.submit(tenant, spec.slug);
+    socket.send({ type: 'ready' });
+    await socket.next('job');
+    await socket.request({ type: 'running', job: job.id, attempt: 1 }, 'ack');
+    t.advance(4_000);
+    await socket.request({ type: 'heartbeat', job: job.id, attempt: 1 }, 'ack');
+    await projectorsCaughtUp();
+    // Seen at its last heartbeat (not written to the log, heard by liveness).
+    expect(await view()).toMatchObject({ state: 'busy', currentJob: job.id, lastSeenAt: t.clock.now().toISOString() });
+    // The fingerprint is in JobStarted too, so an audit shows which hardware ran the benchmark.
+    const started = (await t.http.get(`/v1/jobs/${job.id}/events`).set(admin).expect(200)).body.items[2];
+    expect(started).toMatchObject({ type: 'JobStarted', data: { fingerprint: { cpuModel: 'AMD EPYC 9654' } } });
+
+    await socket.request({ type: 'completed', job: job.id, attempt: 1, exitCode: 0 }, 'ack');
+    t.advance(1_000);
+    await socket.close();
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    await projectorsCaughtUp();
+    expect(await view()).toMatchObject({ state: 'offline', currentJob: null, lastSeenAt: t.clock.now().toISOString() });
+    const types = (await t.db.query<{ type: string }>(`SELECT type FROM events WHERE stream_id = $1 ORDER BY stream_position`, [runner.id])).rows;
+    expect(types.map((r) => r.type)).toEqual(['RunnerRegistered', 'RunnerConnected', 'RunnerDisconnected']);
+  });
+
+  it('reads a stored version-1 event as the current version, in commands, projections and rebuilds', async () => {
+    const spec = await f.spec();
+    const tenant = await f.tenant();
+    const clock = new ManualClock('2026-02-01T00:00:00.000Z');
+    const store = new EventStore(t.db, clock, new UuidV7Generator(clock));
+    const jobId = randomUUID();
+    // JobSubmitted as version 1 wrote it: no `idempotency`.
+    const v1: Omit<JobSubmittedData, 'idempotency'> = {
+      jobId,
+      orgId: tenant.org.id,
+      projectId: tenant.project.id,
+      spec: spec.slug,
+      specId: spec.id,
+      plan: 'team',
+      priority: 200,
+      image: null,
+      cmd: ['make', 'bench'],
+      entrypoint: null,
+      env: {},
+      timeout: 600,
+      filePaths: [],
+      maxAttempts: 1,
+      sourceIp: null,
+      submittedAt: '2026-02-01T00:00:00.000Z',
+    };
+    await t.db.transaction((tx) =>
+      store.append(tx, { id: jobId, type: 'job' }, 0, [{ type: 'JobSubmitted', schemaVersion: 1, data: v1 }], {
+        correlationId: 'v1',
+        causationId: null,
+        actor: 'system',
+      }),
+    );
+    const [stored] = await store.readStream(jobId);
+    expect(stored).toMatchObject({ schemaVersion: 1 });
+    expect(stored.data).not.toHaveProperty('idempotency');
+    expect(upcast(stored)).toMatchObject({ type: 'JobSubmitted', schemaVersion: 2, data: { ...v1, idempotency: null } });
+
+    const { state } = await t.app.get(CommandHandler).load<JobState, Parameters<typeof evolve>[1]>(jobId, evolve);
+    expect(state).toMatchObject({ jobId, status: 'pending', idempotency: null, cmd: ['make', 'bench'] });
+    // The stored event still verifies: it is read as it was hashed.
+    await expect(store.verifyStream(jobId)).resolves.toEqual({ valid: true, eventCount: 1 });
+    // A rebuild folds it into the jobs view, and a command on it works.
+    await rebuilder().rebuild({ swap: true });
+    expect(await f.job(jobId)).toMatchObject({ status: 'pending', spec: spec.slug });
+    await t.http.post(`/v1/jobs/${jobId}/cancel`).set(bearer(tenant.key)).expect(202);
+  });
+
+  it('reports how far behind each log follower is', async () => {
+    await projectorsCaughtUp();
+    const text = (await t.http.get('/metrics').expect(200)).text;
+    for (const projection of ASYNC_PROJECTIONS) {
+      expect(text).toContain(`runway_log_follower_lag_events{follower="${checkpointName(projection)}"} 0`);
+      expect(text).toContain(`runway_log_follower_lag_seconds{follower="${checkpointName(projection)}"} 0`);
+    }
+  });
+});
