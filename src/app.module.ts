@@ -9,8 +9,10 @@ import { AuthModule } from './modules/auth/auth.module';
 import { ADMIN_TOKEN_HASH } from './modules/auth/authenticator';
 import { DatabaseModule } from './modules/database/database.module';
 import { EventStoreModule } from './modules/event-store/event-store.module';
+import { EventsFeedModule } from './modules/events-feed/events-feed.module';
 import { GatewayModule } from './modules/gateway/gateway.module';
 import { HealthModule } from './modules/health/health.module';
+import { HttpModule } from './modules/http/http.module';
 import { ProblemFilter } from './modules/http/problem.filter';
 import { JobsCoreModule } from './modules/jobs/jobs-core.module';
 import { JobsModule } from './modules/jobs/jobs.module';
@@ -49,7 +51,7 @@ class CoreModule {
 }
 
 const ROLE_MODULES: Record<Role, Type[]> = {
-  api: [OrgsModule, SpecsModule, RunnersModule, JobsModule, LivenessModule],
+  api: [OrgsModule, SpecsModule, RunnersModule, JobsModule, LivenessModule, EventsFeedModule],
   gateway: [GatewayModule],
   relay: [RelayModule],
   projector: [ProjectorsModule],
@@ -67,6 +69,7 @@ export class AppModule {
         EventStoreModule,
         MessagingModule.forRoot(),
         AuthModule,
+        HttpModule,
         MetricsModule,
         HealthModule,
         JobsCoreModule,

@@ -210,7 +210,7 @@ export class EventStore {
     limit: number,
     sql: Sql = this.db,
     options: { appendsExcluded?: boolean } = {},
-  ): Promise<{ events: EventEnvelope[]; last: LogPosition }> {
+  ): Promise<{ events: EventEnvelope[]; last: LogPosition; positions: LogPosition[] }> {
     const gate = options.appendsExcluded ? '' : 'transaction_id < pg_snapshot_xmin(pg_current_snapshot()) AND';
     const result = await sql.query<EventRow>(
       `SELECT ${EVENT_COLUMNS} FROM events
@@ -220,11 +220,8 @@ export class EventStore {
       [after.transactionId, after.globalPosition, limit],
     );
     const rows = result.rows;
-    const lastRow = rows[rows.length - 1];
-    return {
-      events: rows.map(toEnvelope),
-      last: lastRow ? { transactionId: lastRow.transaction_id, globalPosition: Number(lastRow.global_position) } : after,
-    };
+    const positions = rows.map((row) => ({ transactionId: row.transaction_id, globalPosition: Number(row.global_position) }));
+    return { events: rows.map(toEnvelope), last: positions[positions.length - 1] ?? after, positions };
   }
 
   /** The log position of a stored event, for readers that resume after a global position. */

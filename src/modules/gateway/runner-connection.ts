@@ -16,6 +16,8 @@ interface HeldJob {
  */
 export class RunnerConnection {
   readonly id = randomUUID();
+  /** When this connection was opened, by this gateway's clock: newer ones replace older ones. */
+  readonly openedAt: number;
   hello: { version: string; capacity: number; fingerprint: Record<string, unknown> } | null = null;
   /** Slugs of the specs the runner serves, read at `hello`. */
   specs = new Set<string>();
@@ -31,7 +33,10 @@ export class RunnerConnection {
     readonly socket: WebSocket,
     readonly runnerId: string,
     readonly messages: TokenBucket,
-  ) {}
+    openedAt: number,
+  ) {
+    this.openedAt = openedAt;
+  }
 
   send(message: ServerMessage): void {
     if (this.socket.readyState === this.socket.OPEN) this.socket.send(JSON.stringify(message));
@@ -39,6 +44,11 @@ export class RunnerConnection {
 
   enqueue(work: () => Promise<void>): void {
     this.queue = this.queue.then(work, work);
+  }
+
+  /** Resolves when every frame queued so far has been handled. */
+  drained(): Promise<void> {
+    return this.queue;
   }
 
   hold(state: JobState, now: number): void {

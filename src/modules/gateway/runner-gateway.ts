@@ -1,8 +1,7 @@
 import { randomUUID } from 'node:crypto';
-import { type IncomingMessage, STATUS_CODES } from 'node:http';
+import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { type BeforeApplicationShutdown, Inject, Injectable, Logger, type OnApplicationBootstrap } from '@nestjs/common';
-import { HttpAdapterHost } from '@nestjs/core';
 import { type RawData, WebSocketServer } from 'ws';
 import { Clock } from '../../common/clock';
 import { DomainError, InvalidTransitionError, NotFoundError } from '../../common/errors';
@@ -15,7 +14,7 @@ import { Bus, type Subscription } from '../messaging/bus';
 import { Subjects } from '../messaging/subjects';
 import { Metrics } from '../metrics/metrics';
 import { RunnerSessions } from '../runners/runner-sessions';
-import { problem } from '../http/problem';
+import { UpgradeRouter, refuseUpgrade } from '../http/upgrade-router';
 import { BadMessage, type RunnerMessage, parseRunnerMessage } from './protocol';
 import { TokenBucket, WindowRateLimiter } from './rate-limiter';
 import { RunnerConnection } from './runner-connection';
@@ -35,6 +34,8 @@ export interface ControlMessage {
   type: 'revoked' | 'replaced' | 'lost';
   /** For `replaced`: the connection that stays; for `lost`: the one recorded as gone. */
   connection?: string;
+  /** For `replaced`: when the connection that stays was opened (ms since the epoch). */
+  openedAt?: number;
 }
 
 /** How often waiting runners try to claim even without a dispatch message (lost-message recovery). */
@@ -65,7 +66,7 @@ export class RunnerGateway implements OnApplicationBootstrap, BeforeApplicationS
   private timers: NodeJS.Timeout[] = [];
 
   constructor(
-    private readonly adapterHost: HttpAdapterHost,
+    private readonly upgrades: UpgradeRouter,
     private readonly authenticator: Authenticator,
     private readonly runnerJobs: RunnerJobs,
     private readonly sessions: RunnerSessions,
@@ -89,7 +90,7 @@ export class RunnerGateway implements OnApplicationBootstrap, BeforeApplicationS
   }
 
   onApplicationBootstrap(): void {
-    this.adapterHost.httpAdapter.getHttpServer().on('upgrade', this.onUpgrade);
+    this.upgrades.register(RUNNER_SOCKET_PATH, this.onUpgrade);
     this.subscriptions.push(
       this.bus.subscribe(this.subjects.anyDispatch(), ({ data }) => this.onDispatch(data as DispatchMessage)),
       this.bus.subscribe(this.subjects.anyRunnerCancel(), ({ data }) => this.onCancel(data as CancelMessage)),
@@ -112,10 +113,11 @@ export class RunnerGateway implements OnApplicationBootstrap, BeforeApplicationS
    * runners the server is going away, so they reconnect elsewhere, and give them a moment.
    */
   async beforeApplicationShutdown(): Promise<void> {
-    this.adapterHost.httpAdapter.getHttpServer().off('upgrade', this.onUpgrade);
+    this.upgrades.unregister(RUNNER_SOCKET_PATH);
     for (const timer of this.timers) clearInterval(timer);
     await Promise.all(this.subscriptions.map((s) => s.unsubscribe()));
-    const closed = [...this.connections.values()].map(
+    const connections = [...this.connections.values()];
+    const closed = connections.map(
       ({ socket }) => new Promise<void>((resolve) => {
         socket.once('close', () => resolve());
         socket.close(1001, 'server shutting down');
@@ -126,6 +128,8 @@ export class RunnerGateway implements OnApplicationBootstrap, BeforeApplicationS
       }),
     );
     await Promise.all(closed);
+    // What the closes queued (recording the disconnects) runs while the database is still open.
+    await Promise.all(connections.map((connection) => connection.drained()));
     this.wss.close();
   }
 
@@ -157,12 +161,9 @@ export class RunnerGateway implements OnApplicationBootstrap, BeforeApplicationS
   // --- upgrade ---------------------------------------------------------------------------
 
   private readonly onUpgrade = (request: IncomingMessage, socket: Duplex, head: Buffer): void => {
-    const path = new URL(request.url ?? '/', 'http://localhost').pathname;
-    if (path !== RUNNER_SOCKET_PATH) return; // another endpoint's upgrade, or nobody's
-    socket.on('error', () => socket.destroy());
     void this.upgrade(request, socket, head).catch((error: unknown) => {
       this.logger.error(`upgrade failed: ${(error as Error).stack ?? String(error)}`);
-      refuse(socket, 500, 'internal_error', 'the server could not take the connection');
+      refuseUpgrade(socket, 500, 'internal_error', 'the server could not take the connection');
     });
   };
 
@@ -170,19 +171,20 @@ export class RunnerGateway implements OnApplicationBootstrap, BeforeApplicationS
     let runnerId: string;
     try {
       const principal = await this.authenticator.authenticate(request.headers.authorization);
-      if (principal.kind !== 'runner') return refuse(socket, 403, 'forbidden', 'only runner tokens may connect here');
+      if (principal.kind !== 'runner') return refuseUpgrade(socket, 403, 'forbidden', 'only runner tokens may connect here');
       runnerId = principal.runnerId;
     } catch (error) {
-      if (error instanceof DomainError) return refuse(socket, 401, error.code, error.message);
+      if (error instanceof DomainError) return refuseUpgrade(socket, 401, error.code, error.message);
       throw error;
     }
     if (!this.connectLimiter.take(runnerId)) {
       this.metrics.rateLimited.inc({ limit: 'runner_connect' });
-      return refuse(socket, 429, 'rate_limited', 'too many connection attempts; back off and retry');
+      return refuseUpgrade(socket, 429, 'rate_limited', 'too many connection attempts; back off and retry');
     }
     this.wss.handleUpgrade(request, socket, head, (ws) => {
       const rate = this.config.socketMessagesPerSecond;
-      const connection = new RunnerConnection(ws, runnerId, new TokenBucket(rate, rate * 2, () => this.clock.now().getTime()));
+      const now = () => this.clock.now().getTime();
+      const connection = new RunnerConnection(ws, runnerId, new TokenBucket(rate, rate * 2, now), now());
       this.attach(connection);
     });
   }
@@ -197,6 +199,7 @@ export class RunnerGateway implements OnApplicationBootstrap, BeforeApplicationS
         runner: connection.runnerId,
         type: 'replaced',
         connection: connection.id,
+        openedAt: connection.openedAt,
       } satisfies ControlMessage)
       .catch((error: unknown) => this.logger.warn(`could not announce connection: ${(error as Error).message}`));
 
@@ -304,12 +307,22 @@ export class RunnerGateway implements OnApplicationBootstrap, BeforeApplicationS
       heartbeatIntervalMs: this.config.heartbeatIntervalMs,
       heartbeatTimeoutMs: this.config.heartbeatTimeoutMs,
     });
-    // Cancels the runner has not acknowledged yet, e.g. sent while it was away.
-    const { rows } = await this.db.query<{ id: string; attempt: number }>(
-      `SELECT id, attempt FROM jobs WHERE runner_id = $1 AND status = 'canceled' AND NOT cancel_acknowledged`,
+    const { rows } = await this.db.query<{ id: string; attempt: number; status: string }>(
+      `SELECT id, attempt, status FROM jobs
+        WHERE runner_id = $1 AND (status = 'claimed' OR (status = 'canceled' AND NOT cancel_acknowledged))`,
       [connection.runnerId],
     );
-    for (const row of rows) connection.send({ type: 'cancel', job: row.id, attempt: row.attempt, reason: 'canceled' });
+    for (const row of rows) {
+      if (row.status === 'canceled') {
+        // A cancel the runner has not acknowledged yet, e.g. sent while it was away.
+        connection.send({ type: 'cancel', job: row.id, attempt: row.attempt, reason: 'canceled' });
+      } else {
+        // Claimed for it, but the push may have been lost with the last connection: push it again.
+        const job = await this.runnerJobs.load(row.id);
+        connection.hold(job, this.now());
+        connection.send({ type: 'job', job: jobPayload(job) });
+      }
+    }
   }
 
   private async heartbeat(connection: RunnerConnection, jobId: string, attempt: number): Promise<void> {
@@ -398,7 +411,8 @@ export class RunnerGateway implements OnApplicationBootstrap, BeforeApplicationS
     const connection = this.connections.get(message.runner);
     if (connection === undefined) return;
     if (message.type === 'revoked') connection.socket.close(1008, 'the runner token was revoked');
-    else if (message.type === 'replaced' && message.connection !== connection.id) {
+    else if (message.type === 'replaced' && message.connection !== connection.id && connection.openedAt <= (message.openedAt ?? Infinity)) {
+      // Only an older connection gives way: a late message must not close a newer one.
       connection.socket.close(4000, 'replaced by a newer connection of this runner');
     } else if (message.type === 'lost' && message.connection === connection.id) {
       // This gateway went unheard long enough to be given up for lost: reconnect and say hello again.
@@ -448,13 +462,3 @@ function rawText(data: RawData): string {
   if (Array.isArray(data)) return Buffer.concat(data).toString('utf8');
   return Buffer.from(data).toString('utf8');
 }
-
-/** Answers an upgrade request with a problem+json HTTP response and closes the socket. */
-function refuse(socket: Duplex, status: number, code: string, detail: string): void {
-  const body = JSON.stringify(problem(code, detail, status));
-  socket.end(
-    `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Error'}\r\n` +
-      `Content-Type: application/problem+json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
-  );
-}
-

@@ -1,0 +1,258 @@
+import type { IncomingMessage } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { type BeforeApplicationShutdown, Injectable, Logger, type OnApplicationBootstrap } from '@nestjs/common';
+import { type WebSocket, WebSocketServer } from 'ws';
+import { DomainError } from '../../common/errors';
+import { UUID_PATTERN } from '../../common/ids';
+import type { EventEnvelope } from '../../events/envelope';
+import { Authenticator } from '../auth/authenticator';
+import type { Principal } from '../auth/principal';
+import { Db } from '../database/db';
+import { compareLogPositions } from '../event-store/checkpoints';
+import { CommitSignal } from '../event-store/commit-signal';
+import { EventStore, LOG_START, type LogPosition } from '../event-store/event-store';
+import { Bell } from '../event-store/log-follower';
+import { UpgradeRouter, refuseUpgrade } from '../http/upgrade-router';
+import { OrgsRepository } from '../orgs/orgs.repository';
+
+export const EVENTS_PATH = '/v1/events';
+
+const BATCH = 500;
+/** How often the tail looks at the log when nothing in this process rang (commits elsewhere). */
+const POLL_MS = 100;
+/** A client that lets this much pile up unread is cut off; it resumes with `after`. */
+const MAX_BUFFERED_BYTES = 8 * 1024 * 1024;
+
+/** Which job events one client gets. */
+interface Filter {
+  /** null: every organization (the operator). */
+  orgId: string | null;
+  jobId: string | null;
+  projectId: string | null;
+}
+
+interface Subscriber {
+  socket: WebSocket;
+  filter: Filter;
+  /** The last log position this client has been sent (or skipped). */
+  position: LogPosition;
+  /** The global position of the last event sent, for resuming with `after`. */
+  lastSent: number;
+}
+
+/**
+ * `GET /v1/events?job=&project=&after=` (WebSocket): the committed job events of the caller's
+ * organization, live, as envelopes, from the log. One tail per process reads the log in order
+ * behind the gap-safe gate and fans each batch out; a client that asks for `after=<globalPosition>`
+ * first catches up on its own, then joins the tail where it stands, so it sees every event once,
+ * in order, with no gap.
+ */
+@Injectable()
+export class EventsFeed implements OnApplicationBootstrap, BeforeApplicationShutdown {
+  private readonly logger = new Logger(EventsFeed.name);
+  private readonly wss: WebSocketServer;
+  private readonly subscribers = new Set<Subscriber>();
+  private readonly wake = new Bell();
+  private tail: LogPosition | null = null;
+  private running: Promise<void> | null = null;
+  private stopping = false;
+  private unlisten: (() => void) | null = null;
+  /** Organization and project of each job, which never change. */
+  private readonly owners = new Map<string, { orgId: string; projectId: string }>();
+
+  constructor(
+    private readonly upgrades: UpgradeRouter,
+    private readonly authenticator: Authenticator,
+    private readonly store: EventStore,
+    private readonly db: Db,
+    private readonly orgs: OrgsRepository,
+    private readonly signal: CommitSignal,
+  ) {
+    this.wss = new WebSocketServer({ noServer: true, maxPayload: 4096, perMessageDeflate: false });
+  }
+
+  onApplicationBootstrap(): void {
+    this.upgrades.register(EVENTS_PATH, (request, socket, head) => {
+      void this.upgrade(request, socket, head).catch((error: unknown) => {
+        this.logger.error(`upgrade failed: ${(error as Error).stack ?? String(error)}`);
+        refuseUpgrade(socket, 500, 'internal_error', 'the server could not take the connection');
+      });
+    });
+    const unlisten = this.signal.listen(() => this.wake.ring());
+    this.unlisten = () => void unlisten();
+  }
+
+  async beforeApplicationShutdown(): Promise<void> {
+    this.upgrades.unregister(EVENTS_PATH);
+    this.unlisten?.();
+    this.stopping = true;
+    this.wake.ring();
+    await this.running;
+    for (const { socket } of this.subscribers) socket.close(1001, 'server shutting down');
+    this.wss.close();
+  }
+
+  private async upgrade(request: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
+    let principal: Principal;
+    try {
+      principal = await this.authenticator.authenticate(request.headers.authorization);
+    } catch (error) {
+      if (error instanceof DomainError) return refuseUpgrade(socket, 401, error.code, error.message);
+      throw error;
+    }
+    if (principal.kind === 'runner') return refuseUpgrade(socket, 403, 'forbidden', 'runner tokens cannot read the events feed');
+    const query = new URL(request.url ?? '/', 'http://localhost').searchParams;
+    let filter: Filter;
+    let after: LogPosition | null;
+    try {
+      filter = await this.filterOf(principal, query);
+      after = await this.startOf(query.get('after'));
+    } catch (error) {
+      if (error instanceof DomainError) return refuseUpgrade(socket, error.code === 'not_found' ? 404 : 400, error.code, error.message);
+      throw error;
+    }
+    this.wss.handleUpgrade(request, socket, head, (ws) => {
+      ws.on('message', () => ws.close(1008, 'this feed takes no messages'));
+      ws.on('error', () => ws.terminate());
+      void this.subscribe(ws, filter, after).catch((error: unknown) => {
+        this.logger.error(`events feed failed: ${(error as Error).stack ?? String(error)}`);
+        ws.close(1011, 'internal error');
+      });
+    });
+  }
+
+  private async filterOf(principal: Principal, query: URLSearchParams): Promise<Filter> {
+    const orgId = principal.kind === 'org' ? principal.orgId : null;
+    const job = query.get('job');
+    const project = query.get('project');
+    let jobId: string | null = null;
+    let projectId: string | null = null;
+    if (job !== null) {
+      const owner = UUID_PATTERN.test(job) ? await this.ownerOf(job) : null;
+      if (owner === null || (orgId !== null && owner.orgId !== orgId)) throw new FeedError('not_found', 'job not found');
+      jobId = job;
+    }
+    if (project !== null) {
+      const found = await this.orgs.findProject(orgId, project);
+      if (found === null) throw new FeedError('not_found', 'project not found');
+      projectId = found.id;
+    }
+    return { orgId, jobId, projectId };
+  }
+
+  /** The position to read after: the event `after` names, or null for "from now". */
+  private async startOf(after: string | null): Promise<LogPosition | null> {
+    if (after === null) return null;
+    if (!/^\d{1,15}$/.test(after)) throw new FeedError('validation_failed', 'after must be a global position (a whole number)');
+    if (Number(after) === 0) return LOG_START;
+    const position = await this.store.positionOf(Number(after));
+    if (position === null) throw new FeedError('not_found', `no event at global position ${after}`);
+    return position;
+  }
+
+  private async subscribe(socket: WebSocket, filter: Filter, after: LogPosition | null): Promise<void> {
+    const subscriber: Subscriber = { socket, filter, position: after ?? (await this.tailPosition()), lastSent: 0 };
+    socket.on('close', () => this.subscribers.delete(subscriber));
+    // Catch up alone until the tail is not ahead, then join it, in the same tick.
+    for (;;) {
+      if (socket.readyState !== socket.OPEN) return;
+      const tail = await this.tailPosition();
+      if (compareLogPositions(tail, subscriber.position) <= 0) {
+        this.subscribers.add(subscriber);
+        this.startTail();
+        return;
+      }
+      const batch = await this.store.readAll(subscriber.position, BATCH);
+      await this.deliver(subscriber, batch);
+      subscriber.position = batch.last;
+      if (batch.events.length === 0) {
+        // The tail read events that are not readable to this query yet: wait for them.
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      }
+    }
+  }
+
+  /** Where the tail stands; the first call places it at the end of the log. */
+  private async tailPosition(): Promise<LogPosition> {
+    if (this.tail === null) {
+      let position = LOG_START;
+      for (;;) {
+        const batch = await this.store.readAll(position, 5_000);
+        if (batch.events.length === 0) break;
+        position = batch.last;
+      }
+      this.tail ??= position;
+    }
+    return this.tail;
+  }
+
+  private startTail(): void {
+    this.running ??= this.follow().finally(() => (this.running = null));
+  }
+
+  private async follow(): Promise<void> {
+    while (!this.stopping && this.subscribers.size > 0) {
+      try {
+        const from = await this.tailPosition();
+        const batch = await this.store.readAll(from, BATCH);
+        if (batch.events.length > 0) {
+          await Promise.all([...this.subscribers].map((s) => this.deliver(s, batch)));
+          this.tail = batch.last;
+        }
+        if (batch.events.length < BATCH) await this.wake.wait(POLL_MS);
+      } catch (error) {
+        this.logger.warn(`events feed tail: ${(error as Error).message}`);
+        await this.wake.wait(1_000);
+      }
+    }
+  }
+
+  /** Sends the subscriber the events past its position that its filter lets through. */
+  private async deliver(subscriber: Subscriber, batch: { events: EventEnvelope[]; positions: LogPosition[] }): Promise<void> {
+    for (const [i, event] of batch.events.entries()) {
+      const position = batch.positions[i];
+      if (compareLogPositions(position, subscriber.position) <= 0) continue;
+      subscriber.position = position;
+      if (event.streamType !== 'job' || !(await this.matches(subscriber.filter, event))) continue;
+      if (subscriber.socket.readyState !== subscriber.socket.OPEN) return;
+      if (subscriber.socket.bufferedAmount > MAX_BUFFERED_BYTES) {
+        subscriber.socket.close(4008, `too slow: reconnect with after=${subscriber.lastSent}`);
+        this.subscribers.delete(subscriber);
+        return;
+      }
+      subscriber.socket.send(JSON.stringify(event));
+      subscriber.lastSent = event.globalPosition;
+    }
+  }
+
+  private async matches(filter: Filter, event: EventEnvelope): Promise<boolean> {
+    if (filter.jobId !== null && event.streamId !== filter.jobId) return false;
+    if (filter.orgId === null && filter.projectId === null) return true;
+    const owner = await this.ownerOf(event.streamId);
+    if (owner === null) return false;
+    return (filter.orgId === null || owner.orgId === filter.orgId) && (filter.projectId === null || owner.projectId === filter.projectId);
+  }
+
+  private async ownerOf(jobId: string): Promise<{ orgId: string; projectId: string } | null> {
+    const cached = this.owners.get(jobId);
+    if (cached !== undefined) return cached;
+    const { rows } = await this.db.query<{ org_id: string; project_id: string }>(
+      `SELECT data->>'orgId' AS org_id, data->>'projectId' AS project_id FROM events WHERE stream_id = $1 AND stream_position = 1`,
+      [jobId],
+    );
+    if (rows[0] === undefined) return null;
+    const owner = { orgId: rows[0].org_id, projectId: rows[0].project_id };
+    if (this.owners.size > 100_000) this.owners.clear();
+    this.owners.set(jobId, owner);
+    return owner;
+  }
+}
+
+class FeedError extends DomainError {
+  constructor(
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
