@@ -3,6 +3,7 @@ import { Views1764489600001 } from './1764489600001-views';
 import { Checkpoints1764489600002 } from './1764489600002-checkpoints';
 import { Gateway1764489600003 } from './1764489600003-gateway';
 import { Projections1764489600004 } from './1764489600004-projections';
+import { QueueHistory1764489600005 } from './1764489600005-queue-history';
 
 /** Every migration in order. Listed, not globbed, so the same list runs from .ts and from dist. */
 export const MIGRATIONS = [
@@ -11,4 +12,5 @@ export const MIGRATIONS = [
   Checkpoints1764489600002,
   Gateway1764489600003,
   Projections1764489600004,
+  QueueHistory1764489600005,
 ];

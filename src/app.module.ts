@@ -4,9 +4,11 @@ import { Clock, SystemClock } from './common/clock';
 import { IdGenerator, UuidV7Generator } from './common/ids';
 import { RUNWAY_CONFIG, type RunwayConfig } from './config/config';
 import { ROLES, type Role } from './config/roles';
+import { AuditModule } from './modules/audit/audit.module';
 import { AuthGuard } from './modules/auth/auth.guard';
 import { AuthModule } from './modules/auth/auth.module';
 import { ADMIN_TOKEN_HASH } from './modules/auth/authenticator';
+import { BillingModule } from './modules/billing/billing.module';
 import { DatabaseModule } from './modules/database/database.module';
 import { EventStoreModule } from './modules/event-store/event-store.module';
 import { EventsFeedModule } from './modules/events-feed/events-feed.module';
@@ -21,6 +23,7 @@ import { MessagingModule } from './modules/messaging/messaging.module';
 import { MetricsModule } from './modules/metrics/metrics.module';
 import { OrgsModule } from './modules/orgs/orgs.module';
 import { ProjectorsModule } from './modules/projections/projectors.module';
+import { QueueModule } from './modules/queue/queue.module';
 import { RelayModule } from './modules/relay/relay.module';
 import { RunnersModule } from './modules/runners/runners.module';
 import { SpecsModule } from './modules/specs/specs.module';
@@ -51,7 +54,7 @@ class CoreModule {
 }
 
 const ROLE_MODULES: Record<Role, Type[]> = {
-  api: [OrgsModule, SpecsModule, RunnersModule, JobsModule, LivenessModule, EventsFeedModule],
+  api: [OrgsModule, SpecsModule, RunnersModule, JobsModule, LivenessModule, EventsFeedModule, BillingModule, QueueModule, AuditModule],
   gateway: [GatewayModule],
   relay: [RelayModule],
   projector: [ProjectorsModule],

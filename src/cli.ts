@@ -1,12 +1,26 @@
-import 'reflect-metadata';
-import { Logger } from '@nestjs/common';
 import { Command } from 'commander';
-import { LOG_LEVELS } from './app';
+import { runnerCommand } from './agent/command';
+import { registerClientCommands } from './client';
 import { ConfigError, loadConfig } from './config/config';
 import { ROLES, RolesError, parseRoles } from './config/roles';
-import { withDatabase } from './commands/context';
-import { formatRebuildReport, rebuildProjections } from './commands/projections';
-import { migrateOnly, serve } from './server';
+
+/**
+ * The server side (Nest, TypeORM, pg: over a second to load) is loaded by the commands that use
+ * it, not at start: `runway runner` runs on benchmark machines and imports none of it.
+ */
+async function serverSide() {
+  // One at a time, and Nest (an ES module) last: Node 20 cannot `require` an ES module that an
+  // `import()` is still loading, and these CommonJS modules require Nest.
+  await import('reflect-metadata');
+  const server = await import('./server.js');
+  const { LOG_LEVELS } = await import('./app.js');
+  const context = await import('./commands/context.js');
+  const audit = await import('./commands/audit.js');
+  const exporter = await import('./commands/export.js');
+  const projections = await import('./commands/projections.js');
+  const { Logger } = await import('@nestjs/common');
+  return { Logger, LOG_LEVELS, ...context, ...audit, ...exporter, ...projections, ...server };
+}
 
 /** `runway`: the command line. Configuration comes from the environment (PROTOCOL.md). */
 export function buildCli(): Command {
@@ -17,6 +31,7 @@ export function buildCli(): Command {
     .description('start the server on PORT/HOST (every role, or those given); applies migrations first')
     .option('--roles <roles>', `comma-separated roles to run: ${ROLES.join(', ')}`, ROLES.join(','))
     .action(async (options: { roles: string }) => {
+      const { serve } = await serverSide();
       await serve(loadConfig(), parseRoles(options.roles));
     });
 
@@ -24,6 +39,7 @@ export function buildCli(): Command {
     .command('migrate')
     .description('apply pending database migrations and exit')
     .action(async () => {
+      const { Logger, LOG_LEVELS, migrateOnly } = await serverSide();
       const config = loadConfig();
       Logger.overrideLogger(LOG_LEVELS[config.logLevel]);
       const applied = await migrateOnly(config);
@@ -36,12 +52,60 @@ export function buildCli(): Command {
     .description('replay the whole log into fresh views, compare them with the live ones, and swap them in')
     .option('--check', 'only compare: change nothing, exit 1 if the views differ')
     .action(async (options: { check?: boolean }) => {
+      const { Logger, LOG_LEVELS, withDatabase, rebuildProjections, formatRebuildReport } = await serverSide();
       const config = loadConfig();
       Logger.overrideLogger(LOG_LEVELS[config.logLevel]);
       const report = await withDatabase(config, (context) => rebuildProjections(context, options.check === true));
       process.stdout.write(`${formatRebuildReport(report)}\n`);
       if (options.check && !report.equal) process.exitCode = 1;
     });
+
+  program
+    .command('audit')
+    .description('audit every stream: hash chains, job events replayed through the job machine, folds against the views')
+    .option('--json', 'print one machine-readable JSON report instead of lines')
+    .addHelpText('after', '\nExit status: 0 all verified, 1 a divergence or a broken chain, 2 the audit could not run.\n')
+    .action(async (options: { json?: boolean }) => {
+      const { LOG_LEVELS, logToStderr, withDatabase, auditCommand } = await serverSide();
+      const config = loadConfig();
+      // stdout carries the report alone.
+      logToStderr(LOG_LEVELS[config.logLevel]);
+      try {
+        const summary = await withDatabase(config, (context) =>
+          auditCommand(context, { json: options.json === true }, (text) => process.stdout.write(text)),
+        );
+        process.exitCode = summary.verified ? 0 : 1;
+      } catch (error) {
+        process.stderr.write(`runway: audit could not run: ${error instanceof Error ? error.message : String(error)}\n`);
+        process.exitCode = 2;
+      }
+    });
+
+  const events = program.command('events').description('the event log');
+  events
+    .command('export')
+    .description('write the log to stdout as NDJSON, one event envelope per line, in log order')
+    .option('--from <position>', 'start after the event with this global position (0: from the start)', '0')
+    .action(async (options: { from: string }) => {
+      const { LOG_LEVELS, logToStderr, withDatabase, exportEvents, parseFrom, ExportError } = await serverSide();
+      const config = loadConfig();
+      logToStderr(LOG_LEVELS[config.logLevel]);
+      // A reader that goes away (`| head`) ends the export; exportEvents stops at the next batch.
+      process.stdout.on('error', (error: NodeJS.ErrnoException) => {
+        if (error.code !== 'EPIPE') process.exitCode = 1;
+      });
+      try {
+        const from = parseFrom(options.from);
+        await withDatabase(config, (context) => exportEvents(context, from, process.stdout));
+      } catch (error) {
+        if (!(error instanceof ExportError)) throw error;
+        process.stderr.write(`runway: events export: ${error.message}\n`);
+        process.exitCode = 2;
+      }
+    });
+
+  program.addCommand(runnerCommand(process.env));
+  registerClientCommands(program);
 
   return program;
 }

@@ -175,7 +175,13 @@ describe('runner gateway (one process, in-process bus)', () => {
       socket.send(frame);
       expect({ frame, reply: await socket.next() }).toMatchObject({ frame, reply: { type: 'error', code: 'bad_message' } });
     }
-    expect(await socket.request({ type: 'hello', version: '1', capacity: 1, fingerprint: {} })).toMatchObject({ type: 'welcome', runner: runner.id });
+    expect(await socket.request({ type: 'hello', version: '1', capacity: 1, fingerprint: {} })).toEqual({
+      type: 'welcome',
+      runner: runner.id,
+      heartbeatIntervalMs: 1000,
+      heartbeatTimeoutMs: 10000,
+      maxMessageBytes: 512 * 1024,
+    });
     socket.send({ type: 'hello', version: '1', fingerprint: { blob: 'x'.repeat(600 * 1024) } });
     expect(await socket.whenClosed()).toMatchObject({ code: 1009 });
   });

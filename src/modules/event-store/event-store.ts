@@ -224,6 +224,26 @@ export class EventStore {
     return { events: rows.map(toEnvelope), last: positions[positions.length - 1] ?? after, positions };
   }
 
+  /**
+   * The next `limit` events in (stream, position) order after `after`: every stream whole and
+   * in order, one after the other (for audits, which check one stream at a time), with the
+   * transaction that wrote each.
+   */
+  async readStreams(
+    after: { streamId: string; position: number },
+    limit: number,
+    sql: Sql = this.db,
+  ): Promise<{ envelope: EventEnvelope; transactionId: string }[]> {
+    const { rows } = await sql.query<EventRow>(
+      `SELECT ${EVENT_COLUMNS} FROM events
+        WHERE (stream_id, stream_position) > ($1::uuid, $2::int)
+        ORDER BY stream_id, stream_position
+        LIMIT $3`,
+      [after.streamId, after.position, limit],
+    );
+    return rows.map((row) => ({ envelope: toEnvelope(row), transactionId: row.transaction_id }));
+  }
+
   /** The log position of a stored event, for readers that resume after a global position. */
   async positionOf(globalPosition: number): Promise<LogPosition | null> {
     const result = await this.db.query<{ transaction_id: string }>(

@@ -153,6 +153,7 @@ export class EventsFeed implements OnApplicationBootstrap, BeforeApplicationShut
   private async subscribe(socket: WebSocket, filter: Filter, after: LogPosition | null): Promise<void> {
     const subscriber: Subscriber = { socket, filter, position: after ?? (await this.tailPosition()), lastSent: 0 };
     socket.on('close', () => this.subscribers.delete(subscriber));
+    if (filter.jobId !== null && after !== null) await this.catchUpOnJob(subscriber, filter.jobId);
     // Catch up alone until the tail is not ahead, then join it, in the same tick.
     for (;;) {
       if (socket.readyState !== socket.OPEN) return;
@@ -170,6 +171,19 @@ export class EventsFeed implements OnApplicationBootstrap, BeforeApplicationShut
         await new Promise((resolve) => setTimeout(resolve, 10));
       }
     }
+  }
+
+  /**
+   * A client following one job from the past reads that job's stream, not the whole log: a
+   * stream's committed events are always a prefix of it, in log order, so this skips nothing.
+   */
+  private async catchUpOnJob(subscriber: Subscriber, jobId: string): Promise<void> {
+    const rows = await this.store.readStreams({ streamId: jobId, position: 0 }, 10_000);
+    const events = rows.filter((row) => row.envelope.streamId === jobId);
+    await this.deliver(subscriber, {
+      events: events.map((row) => row.envelope),
+      positions: events.map((row) => ({ transactionId: row.transactionId, globalPosition: row.envelope.globalPosition })),
+    });
   }
 
   /** Where the tail stands; the first call places it at the end of the log. */

@@ -32,7 +32,7 @@ export type JobPayload = { id: string; attempt: number } & Pick<
 >;
 
 export type ServerMessage =
-  | { type: 'welcome'; runner: string; heartbeatIntervalMs: number; heartbeatTimeoutMs: number }
+  | { type: 'welcome'; runner: string; heartbeatIntervalMs: number; heartbeatTimeoutMs: number; maxMessageBytes: number }
   | { type: 'job'; job: JobPayload }
   | { type: 'cancel'; job: string; attempt: number; reason: string }
   | { type: 'ack'; job: string; attempt: number; of: RunnerMessageType }

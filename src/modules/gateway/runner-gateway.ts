@@ -306,6 +306,8 @@ export class RunnerGateway implements OnApplicationBootstrap, BeforeApplicationS
       runner: connection.runnerId,
       heartbeatIntervalMs: this.config.heartbeatIntervalMs,
       heartbeatTimeoutMs: this.config.heartbeatTimeoutMs,
+      // The largest frame this server takes: a runner sizes its reports to fit.
+      maxMessageBytes: this.config.maxMessageBytes,
     });
     const { rows } = await this.db.query<{ id: string; attempt: number; status: string }>(
       `SELECT id, attempt, status FROM jobs

@@ -24,7 +24,7 @@ export class JobsController {
   ) {
     const { job, created } = await this.jobs.submit(project, dto, idempotencyKey, ctx);
     response.status(created ? 201 : 200);
-    return mapJob(job, job.status === 'pending' ? await this.jobs.queuePosition(job) : undefined);
+    return mapJob(job, await this.jobs.queue(job));
   }
 
   @Get('projects/:project/jobs')
@@ -38,7 +38,7 @@ export class JobsController {
   @Access('org', 'admin')
   async get(@Param('job') id: string, @Ctx() ctx: RequestContext) {
     const job = await this.jobs.get(id, ctx);
-    return mapJob(job, job.status === 'pending' ? await this.jobs.queuePosition(job) : undefined);
+    return mapJob(job, await this.jobs.queue(job));
   }
 
   @Post('jobs/:job/cancel')

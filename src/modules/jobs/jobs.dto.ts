@@ -15,7 +15,8 @@ import {
 } from 'class-validator';
 import type { JobStatus } from '../../machines/job.machine';
 import { IsEnvMap, NoNullCharacters } from '../http/dto';
-import type { JobRow, QueuePosition } from './jobs.repository';
+import type { QueueInfo } from '../queue/queue-view';
+import type { JobRow } from './jobs.repository';
 
 /** An OCI image reference pinned by digest: `registry/name[:tag]@sha256:<64 hex>`. */
 export const PINNED_IMAGE = /^[a-z0-9]+(?:[._-][a-z0-9]+)*(?::[0-9]+)?(?:\/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*(?::[\w][\w.-]{0,127})?@sha256:[0-9a-f]{64}$/;
@@ -109,7 +110,8 @@ export const billedMinutes = (row: Pick<JobRow, 'started_at' | 'finished_at'>): 
     ? Math.ceil((row.finished_at.getTime() - row.started_at.getTime()) / 60_000)
     : null;
 
-export function mapJob(row: JobRow, queue?: QueuePosition) {
+/** A job as the API shows it; `queue` (its place in its spec's queue) only while it is pending. */
+export function mapJob(row: JobRow, queue?: QueueInfo) {
   return {
     id: row.id,
     project: row.project_id,
@@ -129,7 +131,7 @@ export function mapJob(row: JobRow, queue?: QueuePosition) {
     failure: row.failure,
     billedMinutes: billedMinutes(row),
     ...(row.status === 'pending' && queue
-      ? { queue: { position: queue.position, ahead: queue.ahead, eta: null, waitingFor: null } }
+      ? { queue: { position: queue.position, ahead: queue.ahead, eta: queue.eta, waitingFor: queue.waitingFor } }
       : {}),
   };
 }

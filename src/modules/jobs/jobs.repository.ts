@@ -26,12 +26,6 @@ export interface JobRow {
   cancel_acknowledged: boolean;
 }
 
-export interface QueuePosition {
-  /** 1-based place in the spec's queue, in claim order. */
-  position: number;
-  ahead: number;
-}
-
 /** The jobs view: one row per job, the latest folded state, written with the job's events. */
 @Injectable()
 export class JobsRepository {
@@ -59,18 +53,6 @@ export class JobsRepository {
       [projectId, options.status ?? null, options.beforeId ?? null, options.limit],
     );
     return rows;
-  }
-
-  /** Where a pending job stands in its spec's queue: higher tiers first, then the oldest. */
-  async queuePosition(job: JobRow): Promise<QueuePosition> {
-    const { rows } = await this.db.query<{ ahead: string }>(
-      `SELECT count(*) AS ahead FROM jobs
-        WHERE status = 'pending' AND spec_id = $1
-          AND (priority > $2 OR (priority = $2 AND (created_at, id) < ($3, $4)))`,
-      [job.spec_id, job.priority, job.created_at, job.id],
-    );
-    const ahead = Number(rows[0].ahead);
-    return { position: ahead + 1, ahead };
   }
 
   /** The job an Idempotency-Key already made within the window, with the hash of its request. */

@@ -9,6 +9,8 @@ import { canReadOrg, orgOf } from '../auth/principal';
 import { EventStore } from '../event-store/event-store';
 import type { RequestContext } from '../http/request-context';
 import { OrgsRepository } from '../orgs/orgs.repository';
+import { QueueService } from '../queue/queue.service';
+import type { QueueInfo } from '../queue/queue-view';
 import { SpecsService } from '../specs/specs';
 import type { ListJobsQuery, SubmitJobDto } from './jobs.dto';
 import { JobCommands, type JobCommandHooks } from './job-commands';
@@ -44,6 +46,7 @@ export class JobsService {
     private readonly outputs: JobOutputRepository,
     private readonly orgs: OrgsRepository,
     private readonly specs: SpecsService,
+    private readonly queues: QueueService,
     private readonly clock: Clock,
     private readonly ids: IdGenerator,
   ) {}
@@ -136,8 +139,9 @@ export class JobsService {
     return job;
   }
 
-  queuePosition(job: JobRow) {
-    return this.jobs.queuePosition(job);
+  /** Where the job stands in its spec's queue while it is pending; else undefined. */
+  async queue(job: JobRow): Promise<QueueInfo | undefined> {
+    return job.status === 'pending' ? ((await this.queues.forJob(job)) ?? undefined) : undefined;
   }
 
   async list(projectRef: string, query: ListJobsQuery, ctx: RequestContext): Promise<{ items: JobRow[]; nextCursor: string | null }> {

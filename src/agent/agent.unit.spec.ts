@@ -1,0 +1,450 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { createServer, type IncomingMessage, type Server } from 'node:http';
+import { mkdtemp, rm } from 'node:fs/promises';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Duplex } from 'node:stream';
+import { type WebSocket, WebSocketServer } from 'ws';
+import { type AgentTiming, EXIT, RunnerAgent } from './agent';
+import { NO_EXECUTOR_ERROR } from './job-run';
+import { silentLog } from './log';
+import { type AgentFlags, resolveAgentOptions } from './options';
+import { parseProcStat } from './process-group';
+
+/**
+ * The agent against a scripted server: a real WebSocket server in this process that plays the
+ * server's side frame by frame, and real job processes.
+ */
+
+type Frame = { type: string } & Record<string, unknown>;
+const TOKEN = `runway_runner_${'cd'.repeat(32)}`;
+const FAST: Partial<AgentTiming> = { welcomeTimeoutMs: 2_000, reportRetryMs: 2_000, retrySoonMs: 50, readyRetryMs: 50, rateLimitedMs: 50, replacedMs: 50, shutdownReportMs: 2_000 };
+
+class FakeConnection {
+  readonly received: Frame[] = [];
+  private cursor = 0;
+  private readonly waiters: (() => void)[] = [];
+  readonly closed: Promise<{ code: number }>;
+
+  constructor(
+    readonly socket: WebSocket,
+    readonly request: IncomingMessage,
+  ) {
+    socket.on('message', (data) => {
+      this.received.push(JSON.parse(data.toString()) as Frame);
+      for (const wake of this.waiters.splice(0)) wake();
+    });
+    this.closed = new Promise((resolve) => socket.on('close', (code) => resolve({ code })));
+  }
+
+  /** The next frame (skipping heartbeats unless asked for), failing if it is not of `type`. */
+  async next(type?: string, timeoutMs = 5_000): Promise<Frame> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      while (this.cursor < this.received.length) {
+        const frame = this.received[this.cursor++];
+        if (frame.type === 'heartbeat' && type !== 'heartbeat') continue;
+        if (type !== undefined && frame.type !== type) throw new Error(`expected ${type}, got ${JSON.stringify(frame)}`);
+        return frame;
+      }
+      if (Date.now() > deadline) throw new Error(`no ${type ?? 'frame'} within ${timeoutMs} ms; got ${JSON.stringify(this.received)}`);
+      await new Promise<void>((resolve) => {
+        this.waiters.push(resolve);
+        setTimeout(resolve, 50);
+      });
+    }
+  }
+
+  send(frame: Frame): void {
+    this.socket.send(JSON.stringify(frame));
+  }
+
+  async welcome(extra: Record<string, unknown> = {}): Promise<Frame> {
+    const hello = await this.next('hello');
+    this.send({ type: 'welcome', runner: 'r-1', heartbeatIntervalMs: 50, heartbeatTimeoutMs: 5_000, ...extra });
+    return hello;
+  }
+
+  ack(frame: Frame): void {
+    this.send({ type: 'ack', job: frame.job, attempt: frame.attempt, of: frame.type });
+  }
+}
+
+class FakeServer {
+  readonly connections: FakeConnection[] = [];
+  /** Answers for the next upgrades: an HTTP status refuses, null accepts. */
+  readonly refusals: (number | null)[] = [];
+  private readonly wss = new WebSocketServer({ noServer: true });
+  private constructor(
+    private readonly http: Server,
+    readonly url: string,
+  ) {
+    http.on('upgrade', (request: IncomingMessage, socket: Duplex, head: Buffer) => {
+      const status = this.refusals.shift() ?? null;
+      if (status !== null) {
+        socket.end(`HTTP/1.1 ${status} No\r\nContent-Type: application/problem+json\r\nConnection: close\r\nContent-Length: 22\r\n\r\n{"detail":"refused!!"}`);
+        return;
+      }
+      this.wss.handleUpgrade(request, socket, head, (ws) => this.connections.push(new FakeConnection(ws, request)));
+    });
+  }
+
+  static async start(): Promise<FakeServer> {
+    const http = createServer();
+    await new Promise<void>((resolve) => http.listen(0, '127.0.0.1', resolve));
+    return new FakeServer(http, `http://127.0.0.1:${(http.address() as AddressInfo).port}`);
+  }
+
+  async connection(index: number, timeoutMs = 5_000): Promise<FakeConnection> {
+    const deadline = Date.now() + timeoutMs;
+    while (this.connections.length <= index) {
+      if (Date.now() > deadline) throw new Error(`connection ${index} did not come within ${timeoutMs} ms`);
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    return this.connections[index];
+  }
+
+  async close(): Promise<void> {
+    for (const client of this.wss.clients) client.terminate();
+    this.wss.close();
+    this.http.closeAllConnections();
+    await new Promise((resolve) => this.http.close(resolve));
+  }
+}
+
+let work: string;
+const servers: FakeServer[] = [];
+const agents: { agent: RunnerAgent; exit: Promise<number> }[] = [];
+let counter = 0;
+
+beforeAll(async () => {
+  work = await mkdtemp(join(tmpdir(), 'runway-agent-'));
+});
+afterEach(async () => {
+  for (const { agent, exit } of agents.splice(0)) {
+    agent.shutdown('SIGTERM');
+    agent.shutdown('SIGTERM');
+    agent.shutdown('SIGTERM');
+    await exit;
+  }
+  await Promise.all(servers.splice(0).map((server) => server.close()));
+});
+afterAll(async () => {
+  await rm(work, { recursive: true, force: true });
+});
+
+async function server(): Promise<FakeServer> {
+  const started = await FakeServer.start();
+  servers.push(started);
+  return started;
+}
+
+function agent(urls: string[], flags: AgentFlags = {}): { agent: RunnerAgent; exit: Promise<number> } {
+  const options = resolveAgentOptions(
+    { url: urls.join(','), token: TOKEN, workDir: work, reconnectMinMs: '20', reconnectMaxMs: '100', killGraceMs: '1000', ...flags },
+    { PATH: process.env.PATH, HOME: '/nonexistent', RUNWAY_RUNNER_TOKEN: 'must-not-leak' },
+  );
+  const created = new RunnerAgent({ options, log: silentLog, fingerprint: { cpuModel: 'Test CPU', cores: 2 }, version: 'runway-runner/test', timing: FAST });
+  const started = { agent: created, exit: created.run() };
+  agents.push(started);
+  return started;
+}
+
+const jobId = () => `00000000-0000-7000-8000-${String(++counter).padStart(12, '0')}`;
+const job = (cmd: string, extra: Record<string, unknown> = {}) => ({ id: jobId(), attempt: 1, spec: 's', image: null, cmd: ['sh', '-c', cmd], entrypoint: null, env: {}, timeout: 60, filePaths: [], ...extra });
+
+function gone(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+  } catch {
+    return true;
+  }
+  try {
+    return parseProcStat(readFileSync(`/proc/${pid}/stat`, 'utf8'))?.state === 'Z';
+  } catch {
+    return true;
+  }
+}
+
+async function waitFor(condition: () => boolean, timeoutMs = 5_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+describe('RunnerAgent against a scripted server', () => {
+  it('says hello with its token and fingerprint, asks for work, runs a job with heartbeats, reports it, asks again', async () => {
+    const s = await server();
+    agent([s.url]);
+    const c = await s.connection(0);
+    expect(c.request.headers.authorization).toBe(`Bearer ${TOKEN}`);
+    expect(c.request.url).toBe('/v1/runner/connect');
+    expect(await c.welcome()).toEqual({ type: 'hello', version: 'runway-runner/test', capacity: 1, fingerprint: { cpuModel: 'Test CPU', cores: 2 } });
+    await c.next('ready');
+    const j = job('echo out; echo err >&2; echo "${RUNWAY_RUNNER_TOKEN:-none}" > f; sleep 0.3', { filePaths: ['f'] });
+    c.send({ type: 'job', job: j });
+    const running = await c.next('running');
+    expect(running).toEqual({ type: 'running', job: j.id, attempt: 1 });
+    c.ack(running);
+    const completed = await c.next('completed');
+    expect(completed).toEqual({ type: 'completed', job: j.id, attempt: 1, exitCode: 0, stdout: 'out\n', stderr: 'err\n', files: { f: 'none\n' }, truncated: false });
+    expect(c.received.filter((frame) => frame.type === 'heartbeat').length).toBeGreaterThanOrEqual(3);
+    expect(c.received.filter((frame) => frame.type === 'heartbeat').every((frame) => frame.job === j.id && frame.attempt === 1)).toBe(true);
+    c.ack(completed);
+    await c.next('ready');
+  });
+
+  it('reports a non-zero exit as failed with its code, and a command that cannot start as failed without one', async () => {
+    const s = await server();
+    agent([s.url]);
+    const c = await s.connection(0);
+    await c.welcome();
+    await c.next('ready');
+    const exits3 = job('exit 3');
+    c.send({ type: 'job', job: exits3 });
+    c.ack(await c.next('running'));
+    const failed = await c.next('failed');
+    expect(failed).toMatchObject({ type: 'failed', job: exits3.id, error: 'exit status 3', exitCode: 3 });
+    c.ack(failed);
+    await c.next('ready');
+    const missing = { ...job(''), cmd: ['./does-not-exist'] };
+    c.send({ type: 'job', job: missing });
+    const notStarted = await c.next('failed'); // no `running` before it
+    expect(notStarted).toMatchObject({ job: missing.id, exitCode: null, error: expect.stringContaining('ENOENT') });
+  });
+
+  it('fails an image job at once without a container executor', async () => {
+    const s = await server();
+    agent([s.url]);
+    const c = await s.connection(0);
+    await c.welcome();
+    await c.next('ready');
+    const j = job('echo never', { image: `ghcr.io/a/b@sha256:${'0'.repeat(64)}` });
+    c.send({ type: 'job', job: j });
+    expect(await c.next('failed')).toEqual({ type: 'failed', job: j.id, attempt: 1, error: NO_EXECUTOR_ERROR, exitCode: null });
+  });
+
+  it('never asks for a second job while busy, and leaves alone one pushed anyway', async () => {
+    const s = await server();
+    agent([s.url]);
+    const c = await s.connection(0);
+    await c.welcome();
+    await c.next('ready');
+    const first = job('sleep 0.5');
+    const second = job('echo second');
+    c.send({ type: 'job', job: first });
+    c.ack(await c.next('running'));
+    c.send({ type: 'job', job: second });
+    const completed = await c.next('completed');
+    expect(completed.job).toBe(first.id);
+    c.ack(completed);
+    await c.next('ready');
+    expect(c.received.filter((frame) => frame.job === second.id)).toEqual([]);
+    expect(c.received.filter((frame) => frame.type === 'ready')).toHaveLength(2);
+  });
+
+  it('cancel: the whole process group is gone before it says canceled; a cancel for a job it does not run is acknowledged at once', async () => {
+    const s = await server();
+    agent([s.url]);
+    const c = await s.connection(0);
+    await c.welcome();
+    await c.next('ready');
+    const pidFile = join(work, `pids-${counter}`);
+    const j = job(`sleep 300 & echo $! > ${pidFile}; echo $$ >> ${pidFile}; wait`);
+    c.send({ type: 'job', job: j });
+    c.ack(await c.next('running'));
+    await waitFor(() => existsSync(pidFile) && readFileSync(pidFile, 'utf8').trim().split('\n').length === 2);
+    c.send({ type: 'cancel', job: j.id, attempt: 1, reason: 'canceled' });
+    expect(await c.next('canceled')).toEqual({ type: 'canceled', job: j.id, attempt: 1 });
+    expect(readFileSync(pidFile, 'utf8').trim().split('\n').map(Number).every(gone)).toBe(true);
+    await c.next('ready');
+    const other = jobId();
+    c.send({ type: 'cancel', job: other, attempt: 2, reason: 'canceled' });
+    expect(await c.next('canceled')).toEqual({ type: 'canceled', job: other, attempt: 2 });
+  });
+
+  it('keeps a job running across a reconnect: running again after the new welcome, then the report', async () => {
+    const s = await server();
+    agent([s.url]);
+    const first = await s.connection(0);
+    await first.welcome();
+    await first.next('ready');
+    const j = job('sleep 0.8; echo finished');
+    first.send({ type: 'job', job: j });
+    first.ack(await first.next('running'));
+    first.socket.close(1001, 'server shutting down');
+    const second = await s.connection(1);
+    await second.welcome();
+    second.ack(await second.next('running'));
+    const completed = await second.next('completed');
+    expect(completed).toMatchObject({ job: j.id, stdout: 'finished\n' });
+    expect(second.received.some((frame) => frame.type === 'heartbeat')).toBe(true);
+    second.ack(completed);
+    await second.next('ready');
+  });
+
+  it('sends the report again on the next connection when the first dropped before its ack', async () => {
+    const s = await server();
+    agent([s.url]);
+    const first = await s.connection(0);
+    await first.welcome();
+    await first.next('ready');
+    const j = job('echo result');
+    first.send({ type: 'job', job: j });
+    first.ack(await first.next('running'));
+    const lost = await first.next('completed');
+    first.socket.terminate(); // gone before the ack
+    const second = await s.connection(1);
+    await second.welcome();
+    expect(await second.next('running')).toMatchObject({ job: j.id });
+    expect(await second.next('completed')).toEqual(lost);
+    second.ack(lost);
+    await second.next('ready');
+  });
+
+  it('drops a report the server refuses because the job is over there, and asks for work again', async () => {
+    const s = await server();
+    agent([s.url]);
+    const c = await s.connection(0);
+    await c.welcome();
+    await c.next('ready');
+    const j = job('true');
+    c.send({ type: 'job', job: j });
+    c.ack(await c.next('running'));
+    await c.next('completed');
+    c.send({ type: 'error', code: 'invalid_transition', message: 'cannot complete a job that is failed', job: j.id });
+    await c.next('ready');
+  });
+
+  it('stops a job the server says it no longer holds (invalid_transition on running), without reporting it', async () => {
+    const s = await server();
+    agent([s.url]);
+    const c = await s.connection(0);
+    await c.welcome();
+    await c.next('ready');
+    const j = job('sleep 300');
+    c.send({ type: 'job', job: j });
+    await c.next('running');
+    c.send({ type: 'error', code: 'invalid_transition', message: 'attempt 1 is not the current attempt 2', job: j.id });
+    await c.next('ready', 5_000);
+    expect(c.received.filter((frame) => ['completed', 'failed', 'canceled'].includes(frame.type))).toEqual([]);
+  });
+
+  it('cuts the report to the frame limit announced in welcome', async () => {
+    const s = await server();
+    agent([s.url]);
+    const c = await s.connection(0);
+    await c.welcome({ maxMessageBytes: 8_192 });
+    await c.next('ready');
+    c.send({ type: 'job', job: job('head -c 100000 /dev/zero | tr "\\0" x; echo result > r', { filePaths: ['r'] }) });
+    c.ack(await c.next('running'));
+    const completed = await c.next('completed');
+    expect(Buffer.byteLength(JSON.stringify(completed))).toBeLessThanOrEqual(8_192);
+    expect(completed).toMatchObject({ truncated: true, files: { r: 'result\n' } });
+  });
+
+  it('fails over to the next URL when a server refuses, and backs off after 429', async () => {
+    const [a, b] = [await server(), await server()];
+    a.refusals.push(503, 429, 503, 503, 503);
+    b.refusals.push(429);
+    agent([a.url, b.url]);
+    // a: 503 -> b: 429 -> a: 429 -> b: accepted.
+    const c = await b.connection(0);
+    await c.welcome();
+    await c.next('ready');
+    expect(a.refusals).toEqual([503, 503, 503]);
+  });
+
+  it.each([401, 403])('exits with %i at the upgrade: the token is refused (exit 3), without retrying', async (status) => {
+    const s = await server();
+    s.refusals.push(status, status, status);
+    const { exit } = agent([s.url]);
+    expect(await exit).toBe(EXIT.refused);
+    expect(s.refusals).toHaveLength(2);
+  });
+
+  it('exits 3 when the server closes with 1008 (revoked), stopping the running job', async () => {
+    const s = await server();
+    const { exit } = agent([s.url]);
+    const c = await s.connection(0);
+    await c.welcome();
+    await c.next('ready');
+    const pidFile = join(work, `pid-${counter}`);
+    c.send({ type: 'job', job: job(`echo $$ > ${pidFile}; exec sleep 300`) });
+    await c.next('running');
+    await waitFor(() => existsSync(pidFile) && readFileSync(pidFile, 'utf8').endsWith('\n'));
+    c.socket.close(1008, 'the runner token was revoked');
+    expect(await exit).toBe(EXIT.refused);
+    expect(gone(Number(readFileSync(pidFile, 'utf8')))).toBe(true);
+  });
+
+  it('on SIGTERM: asks for nothing more, lets the running job finish, reports it, exits 0', async () => {
+    const s = await server();
+    const { agent: a, exit } = agent([s.url]);
+    const c = await s.connection(0);
+    await c.welcome();
+    await c.next('ready');
+    const j = job('sleep 0.5; echo done');
+    c.send({ type: 'job', job: j });
+    c.ack(await c.next('running'));
+    a.shutdown('SIGTERM');
+    const completed = await c.next('completed');
+    expect(completed).toMatchObject({ job: j.id, stdout: 'done\n' });
+    c.ack(completed);
+    expect(await exit).toBe(EXIT.ok);
+    expect(c.received.filter((frame) => frame.type === 'ready')).toHaveLength(1);
+  });
+
+  it('on SIGTERM with a drain timeout: stops the job after it, reports it failed, exits 0', async () => {
+    const s = await server();
+    const { agent: a, exit } = agent([s.url], { drainTimeoutMs: '200' });
+    const c = await s.connection(0);
+    await c.welcome();
+    await c.next('ready');
+    const j = job('sleep 300');
+    c.send({ type: 'job', job: j });
+    c.ack(await c.next('running'));
+    a.shutdown('SIGTERM');
+    const failed = await c.next('failed');
+    expect(failed).toMatchObject({ job: j.id, exitCode: null, error: expect.stringContaining('drain timeout') });
+    c.ack(failed);
+    expect(await exit).toBe(EXIT.ok);
+  });
+
+  it('exits 0 at once on SIGTERM when idle', async () => {
+    const s = await server();
+    const { agent: a, exit } = agent([s.url]);
+    const c = await s.connection(0);
+    await c.welcome();
+    await c.next('ready');
+    a.shutdown('SIGTERM');
+    expect(await exit).toBe(EXIT.ok);
+    expect((await c.closed).code).toBe(1000);
+  });
+
+  it('asks again after a ready was refused as rate limited', async () => {
+    const s = await server();
+    agent([s.url]);
+    const c = await s.connection(0);
+    await c.welcome();
+    await c.next('ready');
+    c.send({ type: 'error', code: 'rate_limited', message: 'too many claims; back off and retry' });
+    await c.next('ready', 2_000);
+  });
+
+  it('reconnects when the server goes silent', async () => {
+    const s = await server();
+    agent([s.url]);
+    const c = await s.connection(0);
+    await c.welcome({ heartbeatTimeoutMs: 300 });
+    await c.next('ready');
+    // The server stops reading: no frames, no pongs.
+    (c.socket as unknown as { _socket: Duplex })._socket.pause();
+    const second = await s.connection(1, 3_000);
+    await second.welcome();
+    await second.next('ready');
+  });
+});

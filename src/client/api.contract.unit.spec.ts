@@ -1,0 +1,41 @@
+import type { JobAuditDto } from '../modules/audit/audit.dto';
+import type { UsageResponse } from '../modules/billing/billing.dto';
+import type { EventEnvelope as ServerEnvelope } from '../events/envelope';
+import type { Problem as ServerProblem } from '../modules/http/problem';
+import type { mapJob } from '../modules/jobs/jobs.dto';
+import type { JobsService } from '../modules/jobs/jobs.service';
+import type { mapKey, mapOrg, mapProject } from '../modules/orgs/orgs.dto';
+import type { OrgsService } from '../modules/orgs/orgs.service';
+import type { QueueResponse } from '../modules/queue/queue.dto';
+import type { mapRunner } from '../modules/runners/runners.dto';
+import type { RunnersService } from '../modules/runners/runners.service';
+import type { mapSpec } from '../modules/specs/specs';
+import type { EventEnvelope, Job, JobAudit, JobOutput, NewOrgKey, Org, OrgKey, Problem, Project, QueueList, Runner, Spec, Usage } from './api';
+
+/**
+ * The client's types are the public contract as the client reads it; it does not import the
+ * server. These checks are type-level only (erased at run time): if a server response stops
+ * fitting the client's type, `tsc --noEmit` fails here and names the endpoint.
+ */
+type Fits<Server, Client> = [Server] extends [Client] ? true : false;
+
+const contract = {
+  'GET /v1/jobs/{job}': true satisfies Fits<ReturnType<typeof mapJob>, Job>,
+  'GET /v1/jobs/{job}/output': true satisfies Fits<Awaited<ReturnType<JobsService['output']>>, JobOutput>,
+  'GET /v1/jobs/{job}/events': true satisfies Fits<ServerEnvelope, EventEnvelope>,
+  'GET /v1/jobs/{job}/audit': true satisfies Fits<JobAuditDto, JobAudit>,
+  'GET /v1/queue': true satisfies Fits<QueueResponse, QueueList>,
+  'GET /v1/orgs/{org}/usage': true satisfies Fits<UsageResponse, Usage>,
+  'GET /v1/orgs/{org}': true satisfies Fits<ReturnType<typeof mapOrg>, Org>,
+  'POST /v1/orgs/{org}/keys': true satisfies Fits<Awaited<ReturnType<OrgsService['createKey']>>, NewOrgKey>,
+  'GET /v1/orgs/{org}/keys': true satisfies Fits<ReturnType<typeof mapKey>, OrgKey>,
+  'GET /v1/projects/{project}': true satisfies Fits<ReturnType<typeof mapProject>, Project>,
+  'GET /v1/specs': true satisfies Fits<ReturnType<typeof mapSpec>, Spec>,
+  'GET /v1/runners/{runner}': true satisfies Fits<ReturnType<typeof mapRunner>, Runner>,
+  'POST /v1/runners/{runner}/token': true satisfies Fits<Awaited<ReturnType<RunnersService['rotateToken']>>, { token: string }>,
+  'problem+json': true satisfies Fits<ServerProblem, Problem>,
+};
+
+it("the server's responses fit the client's types (checked by the compiler)", () => {
+  expect(Object.values(contract).every((fits) => fits)).toBe(true);
+});
