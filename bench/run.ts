@@ -1,14 +1,19 @@
 /**
  * `npm run bench`: every benchmark under bench/, one after another, each in its own process so
  * one's heap and connections do not weigh on the next. Flags (--smoke, --runs, --seconds) pass
- * through; results are written to bench/results.json, keyed by benchmark.
+ * through to each (rebuild takes --seconds and ignores it: its runs are whole passes over the
+ * log; throughput and latency ignore --seconds too, and latency --runs: their runs are numbers of
+ * jobs); results are written to bench/results.json, keyed by benchmark.
  */
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-const BENCHMARKS = [{ name: 'append', entry: join(__dirname, 'append', 'append.bench.js') }];
+const BENCHMARKS = [
+  { name: 'append', entry: join(__dirname, 'append', 'append.bench.js') },
+  { name: 'rebuild', entry: join(__dirname, 'rebuild', 'rebuild.bench.js') },
+];
 
 function main(): void {
   const args = process.argv.slice(2);

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { Liveness } from '../../src/modules/liveness/liveness';
-import { type TestApp, admin, bearer, startTestApp } from '../support/app';
+import { type TestApp, admin, bearer, projectorsCaughtUp, startTestApp } from '../support/app';
 import { Fixtures } from '../support/fixtures';
 import { TestRunner } from '../support/runner-client';
 
@@ -208,7 +208,11 @@ describe('runner gateway (one process, in-process bus)', () => {
     socket.send({ type: 'ready' });
     await socket.next('job');
     await socket.request({ type: 'running', job: submitted.id, attempt: 1 }, 'ack');
-    t.advance(90_000);
+    // 90 s of running, heartbeating as a live runner does (so no sweep can take it for lost).
+    for (let i = 0; i < 18; i++) {
+      t.advance(5_000);
+      await socket.request({ type: 'heartbeat', job: submitted.id, attempt: 1 }, 'ack');
+    }
     const canceled = (await t.http.post(`/v1/jobs/${submitted.id}/cancel`).set(bearer(tenant.key)).expect(202)).body;
     expect(canceled).toMatchObject({ status: 'canceled', billedMinutes: 2 });
     expect(await socket.next('cancel', 2_000)).toEqual({ type: 'cancel', job: submitted.id, attempt: 1, reason: expect.any(String) });
@@ -398,6 +402,8 @@ describe('runner gateway (one process, in-process bus)', () => {
     socket.send({ type: 'ready' });
     await socket.next('job');
     await socket.request({ type: 'running', job: submitted.id, attempt: 1 }, 'ack');
+    // The projectors finish what came before (their writes are not the heartbeats').
+    await projectorsCaughtUp(t);
     // Count every statement that writes to any table of this database from here on.
     await t.db.query(`
       CREATE TABLE test_writes (table_name text, op text);

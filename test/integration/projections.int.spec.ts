@@ -9,7 +9,7 @@ import { EventStore } from '../../src/modules/event-store/event-store';
 import { Liveness } from '../../src/modules/liveness/liveness';
 import { ProjectionRebuilder } from '../../src/modules/projections/rebuild';
 import { ALL_PROJECTIONS, ASYNC_PROJECTIONS, checkpointName } from '../../src/modules/projections/registry';
-import { type TestApp, admin, bearer, startTestApp } from '../support/app';
+import { type TestApp, admin, bearer, projectorsCaughtUp, startTestApp } from '../support/app';
 import { Fixtures } from '../support/fixtures';
 import { type Frame, TestRunner } from '../support/runner-client';
 
@@ -45,21 +45,7 @@ describe('projections: views derived from the log, rebuilt and compared', () => 
     await t.close();
   });
 
-  /** Waits until every projector has handled the whole log. */
-  async function projectorsCaughtUp(): Promise<void> {
-    for (let i = 0; i < 200; i++) {
-      const { rows } = await t.db.query<{ behind: string }>(
-        `SELECT count(*) AS behind FROM unnest($1::text[]) AS p(name)
-           LEFT JOIN checkpoints c ON c.name = p.name
-          WHERE c.name IS NULL OR EXISTS (
-            SELECT 1 FROM events e WHERE (e.transaction_id, e.global_position) > (c.transaction_id, c.global_position))`,
-        [ASYNC_PROJECTIONS.map(checkpointName)],
-      );
-      if (Number(rows[0].behind) === 0) return;
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    }
-    throw new Error('the projectors did not catch up within 10 s');
-  }
+  const caughtUp = () => projectorsCaughtUp(t);
 
   const rebuilder = () =>
     new ProjectionRebuilder(t.db, t.app.get(EventStore), ALL_PROJECTIONS, t.clock);
@@ -153,12 +139,18 @@ describe('projections: views derived from the log, rebuilt and compared', () => 
       t.advance(Math.floor(next() * 30_000));
       await t.app.get(Liveness).sweep();
     }
-    // The runners leave, and every timeout fires: nothing moves any more.
+    // The runners leave, and every timeout fires, until nothing moves any more (a claim that was
+    // under way as the sockets closed commits after that, and times out on a later sweep).
     await Promise.all(open.splice(0).map((runner) => runner.close()));
-    t.advance(3_600_000);
-    await t.app.get(Liveness).sweep();
-    await projectorsCaughtUp();
-
+    const count = async () => Number((await t.db.query<{ n: string }>(`SELECT count(*) AS n FROM events`)).rows[0].n);
+    for (let settled = 0, before = -1; settled < 2; ) {
+      t.advance(3_600_000);
+      await t.app.get(Liveness).sweep();
+      await caughtUp();
+      const now = await count();
+      settled = now === before ? settled + 1 : 0;
+      before = now;
+    }
     const { rows } = await t.db.query<{ status: string; n: string }>(`SELECT status, count(*) AS n FROM jobs GROUP BY status`);
     const statuses = Object.fromEntries(rows.map((r) => [r.status, Number(r.n)]));
     // The history covers the lifecycle.
@@ -177,14 +169,14 @@ describe('projections: views derived from the log, rebuilt and compared', () => 
     expect(swapped).toMatchObject({ equal: true, swapped: true });
     expect(await snapshot()).toEqual(before);
     // The projectors go on from the rebuilt position.
-    await projectorsCaughtUp();
+    await caughtUp();
   }, 120_000);
 
   it('shows a changed view row as a difference, and a rebuild puts it right', async () => {
     const spec = await f.spec();
     const tenant = await f.tenant();
     const job = await f.submit(tenant, spec.slug);
-    await projectorsCaughtUp();
+    await caughtUp();
     await t.db.query(`UPDATE jobs SET status = 'running', attempt = 3 WHERE id = $1`, [job.id]);
     await t.db.query(`UPDATE orgs SET plan = 'enterprise' WHERE id = $1`, [tenant.org.id]);
 
@@ -209,7 +201,7 @@ describe('projections: views derived from the log, rebuilt and compared', () => 
 
     const socket = await TestRunner.hello(t.url, runner.token, { cpuModel: 'AMD EPYC 9654', cores: 96, governor: 'performance' });
     open.push(socket);
-    await projectorsCaughtUp();
+    await caughtUp();
     expect(await view()).toMatchObject({
       state: 'idle',
       lastSeenAt: t.clock.now().toISOString(),
@@ -222,7 +214,7 @@ describe('projections: views derived from the log, rebuilt and compared', () => 
     await socket.request({ type: 'running', job: job.id, attempt: 1 }, 'ack');
     t.advance(4_000);
     await socket.request({ type: 'heartbeat', job: job.id, attempt: 1 }, 'ack');
-    await projectorsCaughtUp();
+    await caughtUp();
     // Seen at its last heartbeat (not written to the log, heard by liveness).
     expect(await view()).toMatchObject({ state: 'busy', currentJob: job.id, lastSeenAt: t.clock.now().toISOString() });
     // The fingerprint is in JobStarted too, so an audit shows which hardware ran the benchmark.
@@ -233,7 +225,7 @@ describe('projections: views derived from the log, rebuilt and compared', () => 
     t.advance(1_000);
     await socket.close();
     await new Promise((resolve) => setTimeout(resolve, 100));
-    await projectorsCaughtUp();
+    await caughtUp();
     expect(await view()).toMatchObject({ state: 'offline', currentJob: null, lastSeenAt: t.clock.now().toISOString() });
     const types = (await t.db.query<{ type: string }>(`SELECT type FROM events WHERE stream_id = $1 ORDER BY stream_position`, [runner.id])).rows;
     expect(types.map((r) => r.type)).toEqual(['RunnerRegistered', 'RunnerConnected', 'RunnerDisconnected']);
@@ -287,7 +279,7 @@ describe('projections: views derived from the log, rebuilt and compared', () => 
   });
 
   it('reports how far behind each log follower is', async () => {
-    await projectorsCaughtUp();
+    await caughtUp();
     const text = (await t.http.get('/metrics').expect(200)).text;
     for (const projection of ASYNC_PROJECTIONS) {
       expect(text).toContain(`runway_log_follower_lag_events{follower="${checkpointName(projection)}"} 0`);

@@ -7,6 +7,7 @@ import { hashToken } from '../../src/modules/auth/tokens';
 import { Db } from '../../src/modules/database/db';
 import { RunnerGateway } from '../../src/modules/gateway/runner-gateway';
 import { Liveness } from '../../src/modules/liveness/liveness';
+import { ASYNC_PROJECTIONS, checkpointName } from '../../src/modules/projections/registry';
 import { createTestDatabase, type TestDatabase } from './postgres';
 
 export const ADMIN_TOKEN = 'runway_admin_' + 'a1'.repeat(32);
@@ -59,6 +60,22 @@ export async function startTestApp(env: Record<string, string> = {}): Promise<Te
       await database.drop();
     },
   };
+}
+
+/** Waits until every projector has handled the whole log (bounded: 10 s). */
+export async function projectorsCaughtUp(t: Pick<TestApp, 'db'>): Promise<void> {
+  for (let i = 0; i < 200; i++) {
+    const { rows } = await t.db.query<{ behind: string }>(
+      `SELECT count(*) AS behind FROM unnest($1::text[]) AS p(name)
+         LEFT JOIN checkpoints c ON c.name = p.name
+        WHERE c.name IS NULL OR EXISTS (
+          SELECT 1 FROM events e WHERE (e.transaction_id, e.global_position) > (c.transaction_id, c.global_position))`,
+      [ASYNC_PROJECTIONS.map(checkpointName)],
+    );
+    if (Number(rows[0].behind) === 0) return;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  throw new Error('the projectors did not catch up within 10 s');
 }
 
 export const bearer = (token: string) => ({ Authorization: `Bearer ${token}` });

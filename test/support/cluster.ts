@@ -195,7 +195,7 @@ export async function jobEvents(pool: Pool, jobIds?: readonly string[]): Promise
     `SELECT id, stream_id, stream_position, type, data, metadata, transaction_id::text AS transaction_id, global_position
        FROM events
       WHERE stream_type = 'job' AND ($1::uuid[] IS NULL OR stream_id = ANY($1::uuid[]))
-      ORDER BY transaction_id, global_position`,
+      ORDER BY events.transaction_id, events.global_position`,
     [jobIds === undefined ? null : [...jobIds]],
   );
   return rows.map((row) => ({

@@ -162,6 +162,28 @@ describe('EventStore (PostgreSQL)', () => {
     expect(resumed).toEqual(position);
   });
 
+  it('orders the log by transaction id as a number, across a power of ten (99995 .. 100004)', async () => {
+    // Rows as transactions 99995..100004 would have written them (inserted directly: ids cannot be chosen).
+    const stream = newStream();
+    await database.db.query(
+      `INSERT INTO events (global_position, transaction_id, id, stream_id, stream_type, stream_position, type,
+         schema_version, data, metadata, occurred_at, hash, prev_hash)
+       SELECT nextval('events_global_position_seq'), (99994 + n)::text::xid8, gen_random_uuid(), $1, 'counter', n,
+              'Counted', 1, jsonb_build_object('n', n), '{}', now(), repeat('0', 64), repeat('0', 64)
+         FROM generate_series(1, 10) AS n`,
+      [stream.id],
+    );
+    const seen: number[] = [];
+    let position: LogPosition = { transactionId: '99994', globalPosition: 0 };
+    while (seen.length < 10) {
+      const batch = await store.readAll(position, 4);
+      expect(batch.events.length).toBeGreaterThan(0);
+      seen.push(...batch.events.filter((e) => e.streamId === stream.id).map((e) => e.position));
+      position = batch.last;
+    }
+    expect(seen).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+  });
+
   it('detects a changed row with the chain check and names the position', async () => {
     const stream = newStream();
     await appendNow(stream, 0, [ev(1), ev(2), ev(3)]);

@@ -43,6 +43,8 @@ interface EventRow {
   prev_hash: string;
 }
 
+// `transaction_id` is selected as text (xid8 does not fit a JS number); ORDER BY must name the
+// table's column (`events.transaction_id`), or it sorts the text alias: '100004' < '99995'.
 const EVENT_COLUMNS = `global_position, transaction_id::text AS transaction_id, id, stream_id, stream_type,
   stream_position, type, schema_version, data, metadata, occurred_at, hash, prev_hash`;
 
@@ -215,7 +217,7 @@ export class EventStore {
     const result = await sql.query<EventRow>(
       `SELECT ${EVENT_COLUMNS} FROM events
         WHERE ${gate} (transaction_id, global_position) > ($1::xid8, $2::bigint)
-        ORDER BY transaction_id, global_position
+        ORDER BY events.transaction_id, events.global_position
         LIMIT $3`,
       [after.transactionId, after.globalPosition, limit],
     );

@@ -318,8 +318,10 @@ describe('Relay (PostgreSQL + NATS JetStream)', () => {
     const [one, two] = [newRelay(), newRelay()];
     one.start();
     two.start();
-    await waitFor(() => one.lag().leader || two.lag().leader);
-    const leader = one.lag().leader ? one : two;
+    // A leader that has resumed: its stream exists and it is reading the log.
+    const resumed = (relay: Relay) => relay.lag().leader && relay.lag().checkpoint !== null;
+    await waitFor(() => resumed(one) || resumed(two));
+    const leader = resumed(one) ? one : two;
     const follower = leader === one ? two : one;
 
     const consumer = await readStream();
