@@ -13,6 +13,8 @@ import { join } from 'node:path';
 const BENCHMARKS = [
   { name: 'append', entry: join(__dirname, 'append', 'append.bench.js') },
   { name: 'rebuild', entry: join(__dirname, 'rebuild', 'rebuild.bench.js') },
+  { name: 'throughput', entry: join(__dirname, 'throughput', 'throughput.bench.js') },
+  { name: 'latency', entry: join(__dirname, 'latency', 'latency.bench.js') },
 ];
 
 function main(): void {
