@@ -5,7 +5,7 @@
  * the same size, in one process on one database. See bench/README.md.
  *
  *   npm run build && node dist/bench/rebuild/rebuild.bench.js [--smoke] [--runs N] [--rebuild-runs N]
- *     [--events N] [--writers N] [--regenerate] [--profile] [--json FILE]
+ *     [--events N] [--writers N] [--regenerate] [--profile] [--catch-up] [--json FILE]
  */
 import { writeFileSync } from 'node:fs';
 import { cpus, loadavg, totalmem } from 'node:os';
@@ -38,11 +38,12 @@ interface Options {
   writers: number;
   regenerate: boolean;
   profile: boolean;
+  catchUp: boolean;
   json: string | null;
 }
 
 function parseArgs(argv: readonly string[]): Options {
-  const options: Options = { smoke: false, runs: 3, rebuildRuns: 1, events: FULL_EVENTS, writers: 8, regenerate: false, profile: false, json: null };
+  const options: Options = { smoke: false, runs: 3, rebuildRuns: 1, events: FULL_EVENTS, writers: 8, regenerate: false, profile: false, catchUp: false, json: null };
   for (let i = 0; i < argv.length; i++) {
     const flag = argv[i];
     const value = (): string => {
@@ -62,9 +63,10 @@ function parseArgs(argv: readonly string[]): Options {
     else if (flag === '--writers') options.writers = positive(value());
     else if (flag === '--regenerate') options.regenerate = true;
     else if (flag === '--profile') options.profile = true;
+    else if (flag === '--catch-up') options.catchUp = true;
     else if (flag === '--json') options.json = value();
     else if (flag === '--seconds') value(); // bench/run.ts passes it to every benchmark; runs here are whole passes
-    else throw new Error(`unknown flag ${flag} (known: --smoke, --runs N, --rebuild-runs N, --events N, --writers N, --regenerate, --profile, --json FILE)`);
+    else throw new Error(`unknown flag ${flag} (known: --smoke, --runs N, --rebuild-runs N, --events N, --writers N, --regenerate, --profile, --catch-up, --json FILE)`);
   }
   // --smoke wins: CI must stay small whatever else is passed.
   if (options.smoke) Object.assign(options, { runs: 1, rebuildRuns: 1, events: SMOKE_EVENTS, profile: false });
@@ -206,13 +208,16 @@ async function readMeta(database: Database): Promise<Meta | null> {
   return (await database.db.query<Meta>(`SELECT * FROM bench_rebuild_meta`)).rows[0] ?? null;
 }
 
-/** Runs the real projectors (the projector role's) over the whole log until each has reached its end. */
-async function catchUpProjectors(database: Database, events: number): Promise<GenerationReport['projectors']> {
+/**
+ * Runs the real projectors (the projector role's) over the whole log until each has reached its
+ * end. Their connections go to `url` (the database's own by default).
+ */
+async function catchUpProjectors(database: Database, events: number, url = database.url): Promise<GenerationReport['projectors']> {
   const clock = new SystemClock();
   const store = new EventStore(database.db, clock, new UuidV7Generator(clock));
   const end = await lastPosition(database);
   const started = performance.now();
-  const projectors = ASYNC_PROJECTIONS.map((p) => new Projector(p, store, new AdvisoryLockLeadership(database.url, checkpointName(p)), clock));
+  const projectors = ASYNC_PROJECTIONS.map((p) => new Projector(p, store, new AdvisoryLockLeadership(url, checkpointName(p)), clock));
   projectors.forEach((p) => p.start());
   try {
     const reached = (position: LogPosition | null) => position !== null && position.transactionId === end.transactionId && position.globalPosition === end.globalPosition;
@@ -227,6 +232,44 @@ async function catchUpProjectors(database: Database, events: number): Promise<Ge
   }
   const seconds = (performance.now() - started) / 1000;
   return { seconds, eventsPerSec: events / seconds };
+}
+
+/** Where `--catch-up` puts its copies of the async views and of `checkpoints`. */
+const CATCH_UP_SCHEMA = 'runway_bench_catchup';
+
+/**
+ * The projector role after a long outage, measured without touching the live views: empty copies
+ * of the async views' tables and of `checkpoints` in a schema of their own, first on the search
+ * path of the projectors' connections (the log and the jobs view are read from public), the real
+ * projectors following the whole log from its start into them, and the copies compared with the
+ * live views row by row.
+ */
+async function catchUpIntoCopies(database: Database, events: number): Promise<GenerationReport['projectors'] & { equal: boolean }> {
+  const tables = [...ASYNC_PROJECTIONS.flatMap((p) => [...p.tables]), 'checkpoints'];
+  await database.db.transaction(async (tx) => {
+    await tx.query(`DROP SCHEMA IF EXISTS ${CATCH_UP_SCHEMA} CASCADE`);
+    await tx.query(`CREATE SCHEMA ${CATCH_UP_SCHEMA}`);
+    for (const table of tables) await tx.query(`CREATE TABLE ${CATCH_UP_SCHEMA}.${table} (LIKE public.${table} INCLUDING ALL)`);
+  });
+  try {
+    const url = new URL(database.url);
+    url.searchParams.set('options', `-c search_path=${CATCH_UP_SCHEMA},public`);
+    const result = await catchUpProjectors(database, events, url.toString());
+    let equal = true;
+    for (const table of ASYNC_PROJECTIONS.flatMap((p) => [...p.tables])) {
+      const { rows } = await database.db.query<{ differing: string }>(
+        `SELECT (SELECT count(*) FROM (SELECT * FROM public.${table} EXCEPT ALL SELECT * FROM ${CATCH_UP_SCHEMA}.${table}) d)
+              + (SELECT count(*) FROM (SELECT * FROM ${CATCH_UP_SCHEMA}.${table} EXCEPT ALL SELECT * FROM public.${table}) d) AS differing`,
+      );
+      if (rows[0].differing !== '0') {
+        log(`  ${table}: ${rows[0].differing} rows differ between the live view and the one the projector caught up`);
+        equal = false;
+      }
+    }
+    return { ...result, equal };
+  } finally {
+    await database.db.query(`DROP SCHEMA IF EXISTS ${CATCH_UP_SCHEMA} CASCADE`);
+  }
 }
 
 async function lastPosition(database: Database): Promise<LogPosition> {
@@ -333,6 +376,15 @@ async function main(): Promise<void> {
         log(`${String(s.calls).padStart(10)} ${(s.ms / 1000).toFixed(2).padStart(10)} ${((s.ms * 1000) / s.calls).toFixed(0).padStart(9)}  ${s.statement}`);
       }
       if (options.json !== null) writeFileSync(options.json, `${JSON.stringify({ options, machine, profile: { ...result, statements } }, null, 2)}\n`);
+      return;
+    }
+
+    if (options.catchUp) {
+      log(`projectors (${ASYNC_PROJECTIONS.map((p) => p.name).join(', ')}) catching up from the start of the log into copies of their views ...`);
+      const catchUp = await catchUpIntoCopies(database, generation.history.events);
+      log(`caught up in ${catchUp.seconds.toFixed(1)} s = ${Math.round(catchUp.eventsPerSec)} events/s; the views they built ${catchUp.equal ? 'equal' : 'DIFFER from'} the live ones`);
+      if (options.json !== null) writeFileSync(options.json, `${JSON.stringify({ options, machine, catchUp }, null, 2)}\n`);
+      if (!catchUp.equal) throw new Error('the caught-up views differ from the live ones');
       return;
     }
 

@@ -1,6 +1,6 @@
 import type { EventEnvelope } from '../../events/envelope';
 import { upcast } from '../../events/upcasters';
-import type { JobEvent } from '../../events/job-events';
+import type { JobEvent, JobSubmitted } from '../../events/job-events';
 import { type JobState, evolve, fold } from '../../machines/job.machine';
 import type { Sql } from '../database/db';
 import type { Projection } from '../projections/projection';
@@ -67,9 +67,53 @@ async function loadStates(tx: Sql, ids: readonly string[]): Promise<Map<string, 
   return states;
 }
 
+/** A row of `job_idempotency_keys`. */
+export interface IdempotencyKeyRow {
+  org_id: string;
+  key: string;
+  request_hash: string;
+  job_id: string;
+  created_at: string;
+}
+
+/**
+ * The Idempotency-Keys a batch writes: for each (organization, key), its last submission in log
+ * order (a key is reused only after its window, so the later submission is the one that holds it).
+ */
+export function foldIdempotencyKeys(events: readonly EventEnvelope[]): IdempotencyKeyRow[] {
+  const keys = new Map<string, IdempotencyKeyRow>();
+  for (const envelope of events) {
+    if (envelope.streamType !== JOB_STREAM || envelope.type !== 'JobSubmitted') continue;
+    const { data } = envelope as unknown as EventEnvelope<JobSubmitted>;
+    if (data.idempotency === null) continue;
+    // A uuid and the key: uuids (compared as PostgreSQL does, whatever their case) have no '/'.
+    keys.set(`${data.orgId.toLowerCase()}/${data.idempotency.key}`, {
+      org_id: data.orgId,
+      key: data.idempotency.key,
+      request_hash: data.idempotency.requestHash,
+      job_id: data.jobId,
+      created_at: data.submittedAt,
+    });
+  }
+  return [...keys.values()];
+}
+
+async function saveIdempotencyKeys(tx: Sql, rows: readonly IdempotencyKeyRow[]): Promise<void> {
+  if (rows.length === 0) return;
+  await tx.query(
+    `INSERT INTO job_idempotency_keys (org_id, key, request_hash, job_id, created_at)
+     SELECT org_id, key, request_hash, job_id, created_at
+     FROM jsonb_to_recordset($1::jsonb) AS k(org_id uuid, key text, request_hash text, job_id uuid, created_at timestamptz)
+     ON CONFLICT (org_id, key) DO UPDATE
+       SET request_hash = EXCLUDED.request_hash, job_id = EXCLUDED.job_id, created_at = EXCLUDED.created_at`,
+    [JSON.stringify(rows)],
+  );
+}
+
 /**
  * Jobs and submissions' Idempotency-Keys: kept inline (claiming and the API read them at once).
- * Commands write the state they folded (`saveJobStates`); replay folds event by event here.
+ * Commands write the state they folded (`saveJobStates`); replay folds each job's events over its
+ * state here, and writes the jobs and the keys of a batch with one statement each.
  */
 export const jobViews: Projection = {
   name: 'jobs',
@@ -80,21 +124,88 @@ export const jobViews: Projection = {
     const ids = [...new Set(jobEvents.map((e) => e.streamId))];
     const states = await loadStates(tx, ids);
     for (const envelope of jobEvents) {
-      const event = envelope as unknown as JobEvent;
-      states.set(envelope.streamId, evolve(states.get(envelope.streamId) ?? null, event));
-      if (event.type === 'JobSubmitted' && event.data.idempotency !== null) {
-        // A key is reused only after its window, so the later submission is the one that holds it.
-        await tx.query(
-          `INSERT INTO job_idempotency_keys (org_id, key, request_hash, job_id, created_at) VALUES ($1, $2, $3, $4, $5)
-           ON CONFLICT (org_id, key) DO UPDATE
-             SET request_hash = EXCLUDED.request_hash, job_id = EXCLUDED.job_id, created_at = EXCLUDED.created_at`,
-          [event.data.orgId, event.data.idempotency.key, event.data.idempotency.requestHash, event.data.jobId, event.data.submittedAt],
-        );
-      }
+      states.set(envelope.streamId, evolve(states.get(envelope.streamId) ?? null, envelope as unknown as JobEvent));
     }
+    await saveIdempotencyKeys(tx, foldIdempotencyKeys(jobEvents));
     await saveJobStates(tx, ids.map((id) => states.get(id) as JobState));
   },
 };
+
+/** When a job's row in `job_billing` starts (`JobStarted`), and when it ends: completed, failed or canceled. */
+function billingEvent(event: JobEvent): { start: string } | { finish: string } | null {
+  switch (event.type) {
+    case 'JobStarted':
+      return { start: event.data.startedAt };
+    case 'JobCompleted':
+    case 'JobFailed':
+      return { finish: event.data.finishedAt };
+    case 'JobCanceled':
+      return { finish: event.data.canceledAt };
+    default:
+      return null;
+  }
+}
+
+/** The writes a batch of events makes to `job_billing`. */
+export interface BillingWrites {
+  /** Each job's first finish in the batch, for a row that was there before it (and is unfinished). */
+  finishes: { job_id: string; finished_at: string }[];
+  /** Each job's first start in the batch and its first finish after that start, for a row inserted unless one is there. */
+  starts: { job_id: string; started_at: string; finished_at: string | null }[];
+}
+
+/**
+ * Folds a batch into its billing writes (pure). Event by event, a start inserts the job's row
+ * unless there is one (`ON CONFLICT DO NOTHING`), and a finish sets the end of a row that has none
+ * (`finished_at IS NULL`). So of the batch's events,
+ *
+ * - a row there before the batch ignores the starts and takes the job's first finish, if it is
+ *   still unfinished: `finishes`, written first (before the inserts, it reaches only such rows);
+ * - a row not there before is inserted by the job's first start (from the jobs view, as one event
+ *   would) and takes the first finish after that start: `starts`, inserted with their end.
+ */
+export function foldBilling(events: readonly EventEnvelope[]): BillingWrites {
+  const finishes = new Map<string, BillingWrites['finishes'][number]>();
+  const starts = new Map<string, BillingWrites['starts'][number]>();
+  for (const envelope of events) {
+    if (envelope.streamType !== JOB_STREAM) continue;
+    const billing = billingEvent(envelope as unknown as JobEvent);
+    if (billing === null) continue;
+    const jobId = envelope.streamId;
+    const key = jobId.toLowerCase(); // as PostgreSQL compares uuids
+    if ('start' in billing) {
+      if (!starts.has(key)) starts.set(key, { job_id: jobId, started_at: billing.start, finished_at: null });
+      continue;
+    }
+    if (!finishes.has(key)) finishes.set(key, { job_id: jobId, finished_at: billing.finish });
+    const start = starts.get(key);
+    if (start !== undefined && start.finished_at === null) start.finished_at = billing.finish;
+  }
+  return { finishes: [...finishes.values()], starts: [...starts.values()] };
+}
+
+async function saveBilling(tx: Sql, writes: BillingWrites): Promise<void> {
+  if (writes.finishes.length > 0) {
+    await tx.query(
+      `UPDATE job_billing b SET finished_at = f.finished_at,
+         minutes = ceil(extract(epoch FROM (f.finished_at - b.started_at)) / 60)::int
+       FROM jsonb_to_recordset($1::jsonb) AS f(job_id uuid, finished_at timestamptz)
+       WHERE b.job_id = f.job_id AND b.finished_at IS NULL`,
+      [JSON.stringify(writes.finishes)],
+    );
+  }
+  if (writes.starts.length > 0) {
+    await tx.query(
+      `INSERT INTO job_billing (job_id, org_id, project_id, started_at, finished_at, minutes)
+       SELECT j.id, j.org_id, j.project_id, s.started_at, s.finished_at,
+         ceil(extract(epoch FROM (s.finished_at - s.started_at)) / 60)::int
+       FROM jsonb_to_recordset($1::jsonb) AS s(job_id uuid, started_at timestamptz, finished_at timestamptz)
+       JOIN jobs j ON j.id = s.job_id
+       ON CONFLICT (job_id) DO NOTHING`,
+      [JSON.stringify(writes.starts)],
+    );
+  }
+}
 
 /**
  * Billing minutes: a job that ran is billed ceil((finished - started) / 60 s), to the moment it
@@ -105,25 +216,6 @@ export const billingViews: Projection = {
   name: 'billing',
   tables: ['job_billing'],
   async apply(tx: Sql, events: readonly EventEnvelope[]): Promise<void> {
-    for (const envelope of events) {
-      if (envelope.streamType !== JOB_STREAM) continue;
-      const event = envelope as unknown as JobEvent;
-      if (event.type === 'JobStarted') {
-        await tx.query(
-          `INSERT INTO job_billing (job_id, org_id, project_id, started_at)
-           SELECT id, org_id, project_id, $2 FROM jobs WHERE id = $1
-           ON CONFLICT (job_id) DO NOTHING`,
-          [envelope.streamId, event.data.startedAt],
-        );
-      } else if (event.type === 'JobCompleted' || event.type === 'JobFailed' || event.type === 'JobCanceled') {
-        const finishedAt = event.type === 'JobCanceled' ? event.data.canceledAt : event.data.finishedAt;
-        await tx.query(
-          `UPDATE job_billing SET finished_at = $2,
-             minutes = ceil(extract(epoch FROM ($2::timestamptz - started_at)) / 60)::int
-           WHERE job_id = $1 AND finished_at IS NULL`,
-          [envelope.streamId, finishedAt],
-        );
-      }
-    }
+    await saveBilling(tx, foldBilling(events));
   },
 };

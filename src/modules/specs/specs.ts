@@ -125,19 +125,21 @@ export class SpecsService {
   }
 }
 
-/** Hardware specs: kept inline, read at once by runner registration and submissions. */
+/** Hardware specs: kept inline, read at once by runner registration and submissions. One insert per batch. */
 export const specViews: Projection = {
   name: 'specs',
   tables: ['specs'],
   async apply(tx: Sql, events: readonly EventEnvelope[]): Promise<void> {
-    for (const envelope of events) {
-      if (envelope.streamType !== SPEC_STREAM) continue;
-      const { data } = envelope as unknown as EventEnvelope<SpecEvent>;
-      await tx.query(
-        `INSERT INTO specs (id, slug, name, architecture, cpu, memory, disk, network, created_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
-        [data.specId, data.slug, data.name, data.architecture, data.cpu, data.memory, data.disk, data.network, envelope.occurredAt],
-      );
-    }
+    const rows = events
+      .filter((envelope) => envelope.streamType === SPEC_STREAM)
+      .map((envelope) => ({ ...(envelope as unknown as EventEnvelope<SpecEvent>).data, createdAt: envelope.occurredAt }));
+    if (rows.length === 0) return;
+    await tx.query(
+      `INSERT INTO specs (id, slug, name, architecture, cpu, memory, disk, network, created_at)
+       SELECT "specId", slug, name, architecture, cpu, memory, disk, network, "createdAt"
+       FROM jsonb_to_recordset($1::jsonb) AS s("specId" uuid, slug text, name text, architecture text, cpu int,
+         memory bigint, disk bigint, network boolean, "createdAt" timestamptz)`,
+      [JSON.stringify(rows)],
+    );
   },
 };
