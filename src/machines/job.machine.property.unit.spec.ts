@@ -174,7 +174,9 @@ describe('job machine, property: decide + fold agree with the live machine', () 
         expect(snapshotOf(final).value).toBe(live.value);
         expect(snapshotOf(final).context).toEqual(live.context);
       }),
-      { numRuns: 1000 },
+      // A fixed seed keeps CI deterministic (the coverage check below depends on what was drawn);
+      // FC_SEED=<n> explores other sequences.
+      { numRuns: 1000, seed: Number(process.env.FC_SEED ?? 20261130) },
     );
     expect(refusals).toBeGreaterThan(0);
     expect([...reached].sort()).toEqual(
