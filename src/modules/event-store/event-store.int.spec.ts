@@ -162,19 +162,24 @@ describe('EventStore (PostgreSQL)', () => {
     expect(resumed).toEqual(position);
   });
 
-  it('orders the log by transaction id as a number, across a power of ten (99995 .. 100004)', async () => {
-    // Rows as transactions 99995..100004 would have written them (inserted directly: ids cannot be chosen).
+  it('orders the log by transaction id as a number, across a power of ten (e.g. 99995 .. 100004)', async () => {
+    // Rows as transactions around the largest power of ten the server's transaction ids have
+    // passed would have written them (inserted directly: ids cannot be chosen), so they sort
+    // differently as text ('100000' < '99995') and are all older than any snapshot.
+    const { rows } = await database.db.query<{ xid: string }>(`SELECT pg_current_xact_id()::text AS xid`);
+    const power = 10 ** Math.floor(Math.log10(Number(rows[0].xid) - 10));
+    const first = power - 5;
     const stream = newStream();
     await database.db.query(
       `INSERT INTO events (global_position, transaction_id, id, stream_id, stream_type, stream_position, type,
          schema_version, data, metadata, occurred_at, hash, prev_hash)
-       SELECT nextval('events_global_position_seq'), (99994 + n)::text::xid8, gen_random_uuid(), $1, 'counter', n,
+       SELECT nextval('events_global_position_seq'), ($2::bigint - 1 + n)::text::xid8, gen_random_uuid(), $1, 'counter', n,
               'Counted', 1, jsonb_build_object('n', n), '{}', now(), repeat('0', 64), repeat('0', 64)
          FROM generate_series(1, 10) AS n`,
-      [stream.id],
+      [stream.id, first],
     );
     const seen: number[] = [];
-    let position: LogPosition = { transactionId: '99994', globalPosition: 0 };
+    let position: LogPosition = { transactionId: String(first - 1), globalPosition: 0 };
     while (seen.length < 10) {
       const batch = await store.readAll(position, 4);
       expect(batch.events.length).toBeGreaterThan(0);

@@ -59,7 +59,7 @@ export class RunnerClaimController {
       // Subscribe to wake-ups before looking, so work that appears in between is not missed.
       const waiting = new AbortController();
       const woken = this.gateway.waitForWork(specs, AbortSignal.any([gone.signal, waiting.signal]));
-      const job = await this.runnerJobs.claim(runnerId, 1, ctx.metadata);
+      const { job } = await this.runnerJobs.claim(runnerId, 1, ctx.metadata);
       if (job !== null) {
         waiting.abort();
         return jobPayload(job);

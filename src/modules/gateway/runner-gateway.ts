@@ -63,6 +63,10 @@ export class RunnerGateway implements OnApplicationBootstrap, BeforeApplicationS
   readonly claimLimiter: WindowRateLimiter;
   private readonly subscriptions: Subscription[] = [];
   private readonly workWaiters = new Set<{ specs: ReadonlySet<string>; wake: () => void }>();
+  /** Connections whose runner asked for work and has none yet, in the order they asked. */
+  private readonly waiting = new Set<RunnerConnection>();
+  /** Dispatch passes under way, by spec; `again` when another dispatch came during one. */
+  private readonly passes = new Map<string, { again: boolean }>();
   private timers: NodeJS.Timeout[] = [];
 
   constructor(
@@ -208,7 +212,7 @@ export class RunnerGateway implements OnApplicationBootstrap, BeforeApplicationS
     socket.on('message', (data: RawData, isBinary: boolean) => this.onFrame(connection, data, isBinary));
     socket.on('error', (error) => this.logger.debug(`runner ${connection.runnerId} socket error: ${error.message}`));
     socket.on('close', () => {
-      connection.waiting = false;
+      this.setWaiting(connection, false);
       if (this.connections.get(connection.runnerId) === connection) this.connections.delete(connection.runnerId);
       this.metrics.connectedRunners.set(this.connections.size);
       // After the frames already queued, so a `completed` sent just before closing still counts.
@@ -255,8 +259,9 @@ export class RunnerGateway implements OnApplicationBootstrap, BeforeApplicationS
             connection.send({ type: 'error', code: 'rate_limited', message: 'too many claims; back off and retry' });
             return;
           }
-          connection.waiting = true;
-          return this.dispatchTo(connection);
+          this.setWaiting(connection, true);
+          await this.dispatchTo(connection);
+          return;
         case 'running': {
           const state = await this.runnerJobs.running(connection.runnerId, message.job, message.attempt, connection.hello.fingerprint, metadata);
           connection.hold(state, this.now());
@@ -369,36 +374,90 @@ export class RunnerGateway implements OnApplicationBootstrap, BeforeApplicationS
 
   // --- dispatch --------------------------------------------------------------------------
 
-  /** Claims for a waiting runner and pushes the job; one claim at a time per connection. */
-  private async dispatchTo(connection: RunnerConnection): Promise<void> {
+  /**
+   * Claims for a waiting runner and pushes the job; one claim at a time per connection. Resolves
+   * to whether the runner got a job, or, when it did not, why: `nothing` claimable on its specs
+   * now, its capacity is full, or it is not waiting (any more) or already claiming.
+   */
+  private async dispatchTo(connection: RunnerConnection): Promise<'pushed' | 'nothing' | 'runner_full' | 'busy'> {
     if (connection.claiming) {
       connection.claimAgain = true;
-      return;
+      return 'busy';
     }
     connection.claiming = true;
     try {
+      let outcome: 'nothing' | 'runner_full' | 'busy' = 'busy';
       do {
         connection.claimAgain = false;
-        if (!connection.waiting || connection.socket.readyState !== connection.socket.OPEN) return;
-        const job = await this.runnerJobs.claim(connection.runnerId, connection.hello?.capacity ?? 1, this.metadata(connection));
-        if (job !== null) {
-          connection.waiting = false;
-          connection.hold(job, this.now());
-          connection.send({ type: 'job', job: jobPayload(job) });
-          return;
+        if (!connection.waiting || connection.socket.readyState !== connection.socket.OPEN) return outcome;
+        const claim = await this.runnerJobs.claim(connection.runnerId, connection.hello?.capacity ?? 1, this.metadata(connection));
+        if (claim.job !== null) {
+          this.setWaiting(connection, false);
+          connection.hold(claim.job, this.now());
+          connection.send({ type: 'job', job: jobPayload(claim.job) });
+          return 'pushed';
         }
+        outcome = claim.reason;
       } while (connection.claimAgain);
+      return outcome;
     } catch (error) {
       this.logger.error(`claim for runner ${connection.runnerId} failed: ${(error as Error).stack ?? String(error)}`);
+      return 'busy';
     } finally {
       connection.claiming = false;
     }
   }
 
-  private onDispatch(message: DispatchMessage): void {
-    for (const connection of this.connections.values()) {
-      if (connection.waiting && connection.specs.has(message.spec)) void this.dispatchTo(connection);
+  private setWaiting(connection: RunnerConnection, waiting: boolean): void {
+    connection.waiting = waiting;
+    // Re-adding moves a runner that asks again to the back: the longest waiting is served first.
+    this.waiting.delete(connection);
+    if (waiting) this.waiting.add(connection);
+  }
+
+  /**
+   * Work may have appeared on `spec`: hand it to this gateway's waiting runners of that spec, the
+   * longest waiting first, one claim after another, until a claim finds nothing (then there is
+   * nothing claimable on the spec for anyone waiting here). One pass per spec at a time; a
+   * dispatch that comes during a pass makes it go round once more. Waking every waiting runner
+   * instead would have them all race for the one new job, and all but one roll back.
+   */
+  private dispatchSpec(spec: string): void {
+    const pass = this.passes.get(spec);
+    if (pass !== undefined) {
+      pass.again = true;
+      return;
     }
+    const state = { again: false };
+    this.passes.set(spec, state);
+    void this.pass(spec, state).finally(() => this.passes.delete(spec));
+  }
+
+  private async pass(spec: string, state: { again: boolean }): Promise<void> {
+    do {
+      state.again = false;
+      const tried = new Set<RunnerConnection>();
+      for (;;) {
+        const next = this.nextWaiting(spec, tried);
+        if (next === undefined) break;
+        tried.add(next);
+        const outcome = await this.dispatchTo(next);
+        // A full runner (it asked for work at its capacity) or one claiming on its own says
+        // nothing about the spec: go on to the next.
+        if (outcome === 'nothing') break;
+      }
+    } while (state.again);
+  }
+
+  private nextWaiting(spec: string, tried: ReadonlySet<RunnerConnection>): RunnerConnection | undefined {
+    for (const connection of this.waiting) {
+      if (!connection.claiming && !tried.has(connection) && connection.specs.has(spec)) return connection;
+    }
+    return undefined;
+  }
+
+  private onDispatch(message: DispatchMessage): void {
+    this.dispatchSpec(message.spec);
     for (const waiter of [...this.workWaiters]) if (waiter.specs.has(message.spec)) waiter.wake();
   }
 
@@ -424,7 +483,9 @@ export class RunnerGateway implements OnApplicationBootstrap, BeforeApplicationS
 
   /** Recovery for lost dispatch messages: waiting runners try again now and then. */
   private sweep(): void {
-    for (const connection of this.connections.values()) if (connection.waiting) void this.dispatchTo(connection);
+    const specs = new Set<string>();
+    for (const connection of this.waiting) for (const spec of connection.specs) specs.add(spec);
+    for (const spec of specs) this.dispatchSpec(spec);
     for (const waiter of [...this.workWaiters]) waiter.wake();
     this.connectLimiter.prune();
     this.claimLimiter.prune();

@@ -7,7 +7,7 @@ import { CommandHandler } from '../event-store/command-handler';
 import { JobCommands } from '../jobs/job-commands';
 import { type JobOutput, JobOutputRepository } from '../jobs/job-output.repository';
 import { Metrics } from '../metrics/metrics';
-import { Scheduler } from '../scheduling/scheduler';
+import { type ClaimOutcome, Scheduler } from '../scheduling/scheduler';
 import type { JobPayload } from './protocol';
 
 export function jobPayload(job: JobState): JobPayload {
@@ -39,7 +39,7 @@ export class RunnerJobs {
     private readonly metrics: Metrics,
   ) {}
 
-  claim(runnerId: string, capacity: number, metadata: EventMetadata): Promise<JobState | null> {
+  claim(runnerId: string, capacity: number, metadata: EventMetadata): Promise<ClaimOutcome> {
     return this.scheduler.claim({ id: runnerId, capacity }, metadata);
   }
 

@@ -24,7 +24,7 @@ export class Projector {
     store: EventStore,
     leadership: Leadership,
     private readonly clock: Clock,
-    options: { batchSize?: number; idlePollMs?: number } = {},
+    options: { batchSize?: number; idlePollMs?: number; coalesceMs?: number } = {},
   ) {
     this.follower = new LogFollower(
       store,
@@ -37,6 +37,9 @@ export class Projector {
         name: checkpointName(projection),
         batchSize: options.batchSize ?? 1_000,
         idlePollMs: options.idlePollMs ?? 200,
+        // The async views trail the log anyway (runner status, billing); a round per commit
+        // would cost a transaction and a checkpoint write per event.
+        coalesceMs: options.coalesceMs ?? 100,
         leaderRetryMs: 3_000,
         retryInitialMs: 100,
         retryMaxMs: 10_000,

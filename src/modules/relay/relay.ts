@@ -68,6 +68,8 @@ export class Relay {
       name: `jetstream:${deps.publisher.options.stream}`,
       batchSize: 500,
       idlePollMs: 100,
+      // The feed's subscribers wait for it: a short wait, enough to publish bursts together.
+      coalesceMs: 10,
       leaderRetryMs: 3_000,
       retryInitialMs: 100,
       retryMaxMs: 10_000,

@@ -7,24 +7,34 @@ import { JobCommands } from '../jobs/job-commands';
 import { Metrics, tierOf } from '../metrics/metrics';
 import { type Candidate, SchedulingRepository } from './scheduling.repository';
 
-/** Why a candidate could not be claimed under the locks. */
+/** Why a candidate could not be claimed under the locks (thrown to roll the claim back). */
 class NotClaimable extends Error {
   constructor(readonly runnerFull: boolean) {
     super(runnerFull ? 'the runner is at its capacity' : 'the job is no longer claimable');
   }
 }
 
+/**
+ * What a claim came to: the job, or why there was none: `nothing` fits the runner now (no job on
+ * its specs that may run), or the runner is at its capacity (`runner_full`).
+ */
+export type ClaimOutcome = { job: JobState } | { job: null; reason: 'nothing' | 'runner_full' };
+
 /** How many candidates one claim looks at before it says there is nothing. */
 const CANDIDATES = 16;
 
 /**
  * Claims the next job for a runner: one transaction per try, under advisory locks on the runner,
- * the organization and (unclaimed plan) the source IP, so capacity and in-flight limits hold
- * exactly however many claimers race on however many instances. The job machine decides the
- * claim; a job someone else took first is skipped for the next candidate.
+ * the organization (with an in-flight limit) and (unclaimed plan) the source IP, so capacity and
+ * in-flight limits hold exactly however many claimers race on however many instances. The job
+ * machine decides the claim; a job another claimer is on, or took first, is skipped for the next
+ * candidate.
  */
 @Injectable()
 export class Scheduler {
+  /** Jobs a claim in this process is trying now. */
+  private readonly underway = new Set<string>();
+
   constructor(
     private readonly repository: SchedulingRepository,
     private readonly jobs: JobCommands,
@@ -32,17 +42,19 @@ export class Scheduler {
     private readonly metrics: Metrics,
   ) {}
 
-  /** The job claimed for the runner, or null when none fits now. */
-  async claim(runner: { id: string; capacity: number }, metadata: EventMetadata): Promise<JobState | null> {
-    const specIds = await this.repository.runnerSpecs(runner.id);
-    if (specIds === null || specIds.length === 0) return null;
-    const candidates = await this.repository.candidates(specIds, CANDIDATES);
+  /** The job claimed for the runner, or why none was. */
+  async claim(runner: { id: string; capacity: number }, metadata: EventMetadata): Promise<ClaimOutcome> {
+    // Enough to find CANDIDATES beyond those other claims here are on.
+    const candidates = await this.repository.candidates(runner.id, CANDIDATES + this.underway.size);
     for (const candidate of candidates) {
-      const outcome = await this.tryClaim(runner, candidate, metadata);
-      if (outcome === 'runner_full') return null;
-      if (outcome !== 'skipped') return outcome;
+      // Claimers in this process spread over the candidates instead of all trying the first.
+      if (this.underway.has(candidate.id)) continue;
+      this.underway.add(candidate.id);
+      const outcome = await this.tryClaim(runner, candidate, metadata).finally(() => this.underway.delete(candidate.id));
+      if (outcome === 'runner_full') return { job: null, reason: 'runner_full' };
+      if (outcome !== 'skipped') return { job: outcome };
     }
-    return null;
+    return { job: null, reason: 'nothing' };
   }
 
   private async tryClaim(
@@ -57,8 +69,9 @@ export class Scheduler {
         metadata,
         {
           prepare: async (tx) => {
-            await this.repository.lock(tx, runner.id, candidate);
-            const { runnerFree, jobClaimable } = await this.repository.stillClaimable(tx, runner.id, runner.capacity, candidate);
+            const { jobLocked, orgLocked } = await this.repository.lock(tx, runner.id, candidate);
+            if (!jobLocked) throw new NotClaimable(false);
+            const { runnerFree, jobClaimable } = await this.repository.stillClaimable(tx, runner.id, runner.capacity, candidate, orgLocked);
             if (!runnerFree) throw new NotClaimable(true);
             if (!jobClaimable) throw new NotClaimable(false);
           },

@@ -7,7 +7,13 @@ export interface Candidate {
   org_id: string;
   source_ip: string | null;
   plan: string;
+  max_concurrency: number | null;
   version: number;
+}
+
+/** Whether claims of this organization's jobs must be serialized: it has an in-flight limit. */
+export function hasInFlightLimit(candidate: Pick<Candidate, 'plan' | 'max_concurrency'>): boolean {
+  return candidate.plan === 'free' || candidate.plan === 'unclaimed' || candidate.max_concurrency !== null;
 }
 
 /**
@@ -23,13 +29,14 @@ const CANDIDATES = `
     SELECT j.source_ip, count(*) AS n FROM jobs j JOIN orgs o ON o.id = j.org_id
      WHERE j.status IN ('claimed', 'running') AND o.plan = 'unclaimed' GROUP BY j.source_ip
   )
-  SELECT j.id, j.org_id, j.source_ip, o.plan, j.version
+  SELECT j.id, j.org_id, j.source_ip, o.plan, o.max_concurrency, j.version
     FROM jobs j
     JOIN orgs o ON o.id = j.org_id
     LEFT JOIN in_flight f ON f.org_id = j.org_id
     LEFT JOIN ip_in_flight ip ON o.plan = 'unclaimed' AND ip.source_ip IS NOT DISTINCT FROM j.source_ip
    WHERE j.status = 'pending'
-     AND j.spec_id = ANY($1::uuid[])
+     AND j.spec_id IN (SELECT rs.spec_id FROM runner_specs rs JOIN runners r ON r.id = rs.runner_id
+                        WHERE rs.runner_id = $1 AND NOT r.archived)
      AND NOT (o.plan = 'free' AND COALESCE(f.n, 0) >= 1)
      AND NOT (o.plan = 'unclaimed' AND COALESCE(ip.n, 0) >= 1)
      AND NOT (o.max_concurrency IS NOT NULL AND COALESCE(f.n, 0) >= o.max_concurrency)
@@ -40,23 +47,33 @@ const CANDIDATES = `
 export class SchedulingRepository {
   constructor(private readonly db: Db) {}
 
-  candidates(specIds: readonly string[], limit: number): Promise<Candidate[]> {
-    return this.db.query<Candidate>(CANDIDATES, [specIds, limit]).then((r) => r.rows);
+  /** The runner's candidates, on the specs it serves; none when it is archived or gone. */
+  candidates(runnerId: string, limit: number): Promise<Candidate[]> {
+    return this.db.query<Candidate>(CANDIDATES, [runnerId, limit]).then((r) => r.rows);
   }
 
   /**
-   * Serializes claimers that could break a limit together: the runner (its capacity), the
-   * organization (its in-flight limit) and, for unclaimed jobs, the source IP. Transaction-level
-   * advisory locks, taken in that order, so two claimers never wait on each other in a cycle.
-   * They give the transaction no id: the job's append stays its first write.
+   * Takes the claim's locks, in this transaction (they give it no id: the job's append stays its
+   * first write). First the job's, without waiting: a job another claimer is on is skipped, not
+   * waited for (as `SKIP LOCKED` would; it would otherwise fail on the stream's version after
+   * the other's commit). Then, waiting, those of what a claim could push over a limit: the
+   * runner (its capacity), the organization when it has an in-flight limit and, for unclaimed
+   * jobs, the source IP; always in that order, so claimers never wait on each other in a cycle.
+   * Claims for organizations without a limit do not queue behind each other on the org's lock;
+   * `stillClaimable` refuses the claim if the organization gained a limit meanwhile.
    */
-  async lock(tx: Sql, runnerId: string, candidate: Candidate): Promise<void> {
-    await tx.query(
-      `SELECT pg_advisory_xact_lock(hashtextextended('runner:' || $1, 0)),
-              pg_advisory_xact_lock(hashtextextended('org:' || $2, 0)),
-              CASE WHEN $3::text IS NOT NULL THEN pg_advisory_xact_lock(hashtextextended('ip:' || $3, 0)) END`,
-      [runnerId, candidate.org_id, candidate.plan === 'unclaimed' ? (candidate.source_ip ?? '') : null],
+  async lock(tx: Sql, runnerId: string, candidate: Candidate): Promise<{ jobLocked: boolean; orgLocked: boolean }> {
+    const orgLocked = hasInFlightLimit(candidate);
+    const { rows } = await tx.query<{ job_locked: boolean }>(
+      `WITH job AS (SELECT pg_try_advisory_xact_lock(hashtextextended('job:' || $4, 0)) AS locked)
+       SELECT job.locked AS job_locked,
+              CASE WHEN job.locked THEN pg_advisory_xact_lock(hashtextextended('runner:' || $1, 0)) END,
+              CASE WHEN job.locked AND $2::uuid IS NOT NULL THEN pg_advisory_xact_lock(hashtextextended('org:' || $2, 0)) END,
+              CASE WHEN job.locked AND $3::text IS NOT NULL THEN pg_advisory_xact_lock(hashtextextended('ip:' || $3, 0)) END
+         FROM job`,
+      [runnerId, orgLocked ? candidate.org_id : null, candidate.plan === 'unclaimed' ? (candidate.source_ip ?? '') : null, candidate.id],
     );
+    return { jobLocked: rows[0].job_locked, orgLocked };
   }
 
   /** Under the locks: may this runner take this job now? Reads what the lock holders committed. */
@@ -65,6 +82,7 @@ export class SchedulingRepository {
     runnerId: string,
     capacity: number,
     candidate: Candidate,
+    orgLocked: boolean,
   ): Promise<{ runnerFree: boolean; jobClaimable: boolean }> {
     const { rows } = await tx.query<{ runner_free: boolean; job_claimable: boolean }>(
       `SELECT
@@ -72,6 +90,7 @@ export class SchedulingRepository {
          EXISTS (
            SELECT 1 FROM jobs j JOIN orgs o ON o.id = j.org_id
             WHERE j.id = $3 AND j.status = 'pending' AND j.version = $4
+              AND ($5 OR (o.plan NOT IN ('free', 'unclaimed') AND o.max_concurrency IS NULL))
               AND NOT (o.plan = 'free' AND
                        (SELECT count(*) FROM jobs WHERE org_id = o.id AND status IN ('claimed', 'running')) >= 1)
               AND NOT (o.max_concurrency IS NOT NULL AND
@@ -81,20 +100,8 @@ export class SchedulingRepository {
                          WHERE xo.plan = 'unclaimed' AND x.status IN ('claimed', 'running')
                            AND x.source_ip IS NOT DISTINCT FROM j.source_ip) >= 1)
          ) AS job_claimable`,
-      [runnerId, capacity, candidate.id, candidate.version],
+      [runnerId, capacity, candidate.id, candidate.version, orgLocked],
     );
     return { runnerFree: rows[0].runner_free, jobClaimable: rows[0].job_claimable };
-  }
-
-  /** The runner's specs, if it may claim at all (exists, not archived). */
-  async runnerSpecs(runnerId: string): Promise<string[] | null> {
-    const { rows } = await this.db.query<{ archived: boolean; spec_ids: string[] }>(
-      `SELECT r.archived, COALESCE(array_agg(rs.spec_id) FILTER (WHERE rs.spec_id IS NOT NULL), '{}') AS spec_ids
-         FROM runners r LEFT JOIN runner_specs rs ON rs.runner_id = r.id
-        WHERE r.id = $1 GROUP BY r.id`,
-      [runnerId],
-    );
-    const row = rows[0];
-    return row === undefined || row.archived ? null : row.spec_ids;
   }
 }
