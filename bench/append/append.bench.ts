@@ -11,7 +11,7 @@ import { Logger } from '@nestjs/common';
 import { Client, Pool } from 'pg';
 import { SystemClock } from '../../src/common/clock';
 import { UuidV7Generator } from '../../src/common/ids';
-import type { DomainEvent, EventMetadata } from '../../src/events/envelope';
+import { type DomainEvent, type EventMetadata, GENESIS_HASH } from '../../src/events/envelope';
 import { Database } from '../../src/modules/database/database';
 import { EventStore } from '../../src/modules/event-store/event-store';
 
@@ -112,10 +112,16 @@ function storeWriters(store: EventStore, database: Database, ids: UuidV7Generato
   // Fresh streams per run; the first append of each takes the create-stream path, one in thousands.
   const streams = Array.from({ length: writers }, () => ({ id: ids.next(), type: 'bench' }));
   const versions = new Array<number>(writers).fill(0);
+  // Each writer knows its stream's head, as the command handler does (it read or wrote the
+  // stream last), so an append is one statement.
+  const heads = new Array<string>(writers).fill(GENESIS_HASH);
   return async (w) => {
     const event: DomainEvent<'BenchAppended'> = { type: 'BenchAppended', schemaVersion: 1, data: payload(w, versions[w]) };
-    const result = await database.db.transaction((tx) => store.append(tx, streams[w], versions[w], [event], METADATA));
+    const result = await database.db.transaction((tx) =>
+      store.append(tx, streams[w], versions[w], [event], METADATA, { prevHash: heads[w] }),
+    );
     versions[w] = result.nextVersion;
+    heads[w] = result.envelopes[0].hash;
   };
 }
 

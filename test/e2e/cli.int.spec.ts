@@ -86,7 +86,7 @@ async function createEmptyDatabase(label: string): Promise<{ name: string; url: 
  * the first would be done migrating before the last connects. Behind the gate they all reach
  * the database in the same instant, so concurrent migrators really do race.
  */
-async function startGate(target: string, count: number, fallbackMs = 8_000) {
+async function startGate(target: string, count: number, fallbackMs = 20_000) {
   const { hostname, port } = new URL(target);
   const sockets = new Set<Socket>();
   const held: Socket[] = [];

@@ -1,10 +1,11 @@
-import type { DataSource, QueryRunner } from 'typeorm';
+import { createHash } from 'node:crypto';
+import { DatabaseError, type Pool, type PoolClient, type QueryConfig } from 'pg';
+import type { DataSource } from 'typeorm';
 import { QueryFailedError } from 'typeorm';
 
 /**
  * What repositories write SQL against: one open connection, inside a transaction or not.
- * A thin face over TypeORM's query runner so repositories read as plain SQL and get rows and
- * row counts the same way for every statement.
+ * Repositories read as plain SQL and get rows and row counts the same way for every statement.
  */
 export interface Sql {
   query<T = Record<string, unknown>>(text: string, params?: readonly unknown[]): Promise<QueryResultRows<T>>;
@@ -15,62 +16,97 @@ export interface QueryResultRows<T> {
   rowCount: number;
 }
 
-class RunnerSql implements Sql {
-  constructor(private readonly runner: QueryRunner) {}
+/** How many distinct statements one process prepares at most (each connection keeps its own). */
+const MAX_PREPARED = 500;
+const preparedNames = new Map<string, string>();
+
+/**
+ * The statement as node-postgres takes it. A statement with parameters is prepared: named after
+ * its text, so each connection parses and plans it once and afterwards only binds and executes
+ * it (PostgreSQL keeps the plan, or re-plans per call where the parameters' values matter).
+ * Statements without parameters go as simple queries, so they may hold several statements.
+ * The text is all that names a statement, so two call sites of one text share it; past
+ * MAX_PREPARED distinct texts (generated SQL) the rest go unprepared.
+ */
+export function statement(text: string, params: readonly unknown[]): QueryConfig {
+  if (params.length === 0) return { text };
+  let name = preparedNames.get(text);
+  if (name === undefined && preparedNames.size < MAX_PREPARED) {
+    name = `runway_${createHash('sha256').update(text).digest('hex').slice(0, 24)}`;
+    preparedNames.set(text, name);
+  }
+  return { name, text, values: params as unknown[] };
+}
+
+/** SQL on one pooled connection, the transaction's. */
+class ClientSql implements Sql {
+  constructor(private readonly client: PoolClient) {}
 
   async query<T>(text: string, params: readonly unknown[] = []): Promise<QueryResultRows<T>> {
-    const result = await this.runner.query(text, params as unknown[], true);
-    return { rows: (result.records ?? []) as T[], rowCount: result.affected ?? 0 };
+    const result = await this.client.query(statement(text, params));
+    return { rows: result.rows as T[], rowCount: result.rowCount ?? 0 };
   }
 }
 
-/** The database: one-off statements, and transactions that commit or roll back as a whole. */
+/**
+ * The database: one-off statements, and transactions that commit or roll back as a whole.
+ * Straight on node-postgres's pool, the one TypeORM opened (TypeORM keeps the migrations): a
+ * query runner per statement cost as much JavaScript as the statement's own round trip.
+ */
 export class Db implements Sql {
   constructor(readonly dataSource: DataSource) {}
 
+  private get pool(): Pool {
+    const pool = (this.dataSource.driver as unknown as { master?: Pool }).master;
+    if (pool === undefined) throw new Error('the database is not open');
+    return pool;
+  }
+
   async query<T = Record<string, unknown>>(text: string, params: readonly unknown[] = []): Promise<QueryResultRows<T>> {
-    const runner = this.dataSource.createQueryRunner();
-    try {
-      return await new RunnerSql(runner).query<T>(text, params);
-    } finally {
-      await runner.release();
-    }
+    const result = await this.pool.query(statement(text, params));
+    return { rows: result.rows as T[], rowCount: result.rowCount ?? 0 };
   }
 
   /** Runs `work` in one READ COMMITTED transaction; any throw rolls it back and is rethrown. */
   async transaction<T>(work: (tx: Sql) => Promise<T>): Promise<T> {
-    const runner = this.dataSource.createQueryRunner();
-    await runner.connect();
+    const client = await this.pool.connect();
+    // A connection that could not even roll back (reset, timed out) is dropped, not reused.
+    let broken: Error | undefined;
     try {
-      await runner.startTransaction();
+      await client.query('BEGIN').catch((error: unknown) => {
+        if (!(error instanceof DatabaseError)) broken = error instanceof Error ? error : new Error(String(error));
+        throw error;
+      });
       try {
-        const result = await work(new RunnerSql(runner));
-        await runner.commitTransaction();
+        const result = await work(new ClientSql(client));
+        await client.query('COMMIT');
         return result;
       } catch (error) {
-        if (runner.isTransactionActive) await runner.rollbackTransaction();
+        await client.query('ROLLBACK').catch((rollbackError: unknown) => {
+          broken = rollbackError instanceof Error ? rollbackError : new Error(String(rollbackError));
+        });
         throw error;
       }
     } finally {
-      await runner.release();
+      client.release(broken);
     }
   }
 }
 
+function driverError(error: unknown): { code?: string; constraint?: string } | undefined {
+  if (error instanceof DatabaseError) return error;
+  if (error instanceof QueryFailedError) return error.driverError as { code?: string; constraint?: string } | undefined;
+  return undefined;
+}
+
 /** The PostgreSQL error code (SQLSTATE) of a failed query, if it is one. */
 export function sqlState(error: unknown): string | undefined {
-  if (error instanceof QueryFailedError) {
-    return (error.driverError as { code?: string } | undefined)?.code;
-  }
-  return undefined;
+  return driverError(error)?.code;
 }
 
 /** The constraint a failed query violated, if any. */
 export function violatedConstraint(error: unknown): string | undefined {
-  if (error instanceof QueryFailedError) {
-    return (error.driverError as { constraint?: string } | undefined)?.constraint;
-  }
-  return undefined;
+  return driverError(error)?.constraint;
 }
 
 export const UNIQUE_VIOLATION = '23505';

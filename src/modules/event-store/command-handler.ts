@@ -1,6 +1,6 @@
 import { Injectable } from '@nestjs/common';
 import { ConcurrencyError } from '../../common/errors';
-import type { DomainEvent, EventEnvelope, EventMetadata } from '../../events/envelope';
+import { type DomainEvent, type EventEnvelope, type EventMetadata, GENESIS_HASH } from '../../events/envelope';
 import { upcast } from '../../events/upcasters';
 import { Db, type Sql } from '../database/db';
 import { CommitSignal } from './commit-signal';
@@ -31,6 +31,44 @@ export interface CommandResult<S, E extends DomainEvent> {
 
 /** How often a command is decided again after another writer appended first. */
 const MAX_ATTEMPTS = 8;
+/** How many streams' folded states the handler keeps (the most recently used). */
+const CACHED_STREAMS = 2_000;
+
+interface Loaded<S> {
+  state: S | null;
+  version: number;
+  /** The hash of the stream's last event (the genesis hash for an empty stream). */
+  lastHash: string;
+}
+
+/**
+ * The folded state of recently used streams, as this process last read or wrote them, so a
+ * command on a stream it just touched skips reading it. Never trusted for more than a guess:
+ * the append checks the stream's version and head hash, and a stale guess costs one refused
+ * append and a read (another instance wrote the stream), nothing more.
+ */
+class StreamCache {
+  private readonly entries = new Map<string, Loaded<unknown>>();
+
+  get<S>(streamId: string): Loaded<S> | undefined {
+    const entry = this.entries.get(streamId);
+    if (entry === undefined) return undefined;
+    // Map order is insertion order: move it to the newest end.
+    this.entries.delete(streamId);
+    this.entries.set(streamId, entry);
+    return entry as Loaded<S>;
+  }
+
+  set<S>(streamId: string, entry: Loaded<S>): void {
+    this.entries.delete(streamId);
+    this.entries.set(streamId, entry);
+    if (this.entries.size > CACHED_STREAMS) this.entries.delete(this.entries.keys().next().value as string);
+  }
+
+  delete(streamId: string): void {
+    this.entries.delete(streamId);
+  }
+}
 
 /**
  * Runs a command the event-sourced way: read the stream, fold it, decide, then append with the
@@ -39,41 +77,71 @@ const MAX_ATTEMPTS = 8;
  */
 @Injectable()
 export class CommandHandler {
+  private readonly cache = new StreamCache();
+
   constructor(
     private readonly db: Db,
     private readonly store: EventStore,
     private readonly signal: CommitSignal,
   ) {}
 
+  /** Reads and folds the stream (never from the cache). */
   async load<S, E extends DomainEvent>(
     streamId: string,
     evolve: (state: S | null, event: E) => S,
   ): Promise<{ state: S | null; version: number }> {
-    const envelopes = await this.store.readStream(streamId);
-    let state: S | null = null;
-    for (const envelope of envelopes) state = evolve(state, upcast(envelope) as unknown as E);
-    return { state, version: envelopes.length };
+    const loaded = await this.read(streamId, evolve);
+    return { state: loaded.state, version: loaded.version };
   }
 
-  async execute<S, E extends DomainEvent>(command: Command<S, E>): Promise<CommandResult<S, E>> {
+  async execute<S, E extends DomainEvent>(command: Command<S, E>, options: { newStream?: boolean } = {}): Promise<CommandResult<S, E>> {
+    const streamId = command.stream.id;
     for (let attempt = 1; ; attempt++) {
-      const { state, version } = await this.load(command.stream.id, command.evolve);
-      const events = command.decide(state);
+      // The first try may start from what this process knows. Only an append checks that guess,
+      // so a guess that decides anything else (a refusal, nothing to do) is decided again on
+      // the stream as read; so is every retry.
+      const guess = attempt === 1 ? (options.newStream ? { state: null, version: 0, lastHash: GENESIS_HASH } : this.cache.get<S>(streamId)) : undefined;
+      let loaded = guess ?? (await this.read(streamId, command.evolve));
+      let events: readonly E[];
+      try {
+        events = command.decide(loaded.state);
+      } catch (refusal) {
+        if (guess === undefined) throw refusal;
+        loaded = await this.read(streamId, command.evolve);
+        events = command.decide(loaded.state);
+      }
+      if (events.length === 0 && guess !== undefined) {
+        loaded = await this.read(streamId, command.evolve);
+        events = command.decide(loaded.state);
+      }
+      const { state, version, lastHash } = loaded;
       if (events.length === 0) return { state, envelopes: [], version };
       let next = state;
       for (const event of events) next = command.evolve(next, event);
       try {
         const envelopes = await this.db.transaction(async (tx) => {
           await command.prepare?.(tx);
-          const appended = await this.store.append(tx, command.stream, version, events, command.metadata);
+          const appended = await this.store.append(tx, command.stream, version, events, command.metadata, { prevHash: lastHash });
           await command.project?.(tx, appended.envelopes, next as S);
           return appended.envelopes;
         });
+        this.cache.set(streamId, { state: next, version: version + events.length, lastHash: envelopes[envelopes.length - 1].hash });
         this.signal.committed();
         return { state: next, envelopes, version: version + events.length };
       } catch (error) {
+        // Whatever failed, the cached state may be why.
+        this.cache.delete(streamId);
         if (!(error instanceof ConcurrencyError) || attempt >= MAX_ATTEMPTS) throw error;
       }
     }
+  }
+
+  private async read<S, E extends DomainEvent>(streamId: string, evolve: (state: S | null, event: E) => S): Promise<Loaded<S>> {
+    const envelopes = await this.store.readStream(streamId);
+    let state: S | null = null;
+    for (const envelope of envelopes) state = evolve(state, upcast(envelope) as unknown as E);
+    const loaded = { state, version: envelopes.length, lastHash: envelopes[envelopes.length - 1]?.hash ?? GENESIS_HASH };
+    if (envelopes.length > 0) this.cache.set(streamId, loaded);
+    return loaded;
   }
 }

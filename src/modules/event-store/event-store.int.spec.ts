@@ -55,6 +55,71 @@ describe('EventStore (PostgreSQL)', () => {
     await expect(store.verifyStream(stream.id)).resolves.toEqual({ valid: true, eventCount: 2 });
   });
 
+  describe('one event in one statement (the caller names the head it read)', () => {
+    const appendOne = (stream: { id: string; type: string }, expected: number, event: DomainEvent, prevHash: string) =>
+      database.db.transaction((tx) => store.append(tx, stream, expected, [event], meta, { prevHash }));
+    // Non-ASCII text, escapes and nesting: PostgreSQL must hash exactly the bytes hashEvent does.
+    const odd = (n: number): DomainEvent => ({
+      type: 'Counted',
+      schemaVersion: 1,
+      data: { n, text: 'Grüße, 日本語, emoji 🚀, "quoted" \\ back\nslash', nested: { z: [1, 2.5, null], a: true } },
+    });
+
+    it('computes in PostgreSQL the hash hashEvent computes, on a new and an existing stream', async () => {
+      const stream = newStream();
+      let head = GENESIS_HASH;
+      for (let version = 0; version < 3; version++) {
+        const { nextVersion, envelopes } = await appendOne(stream, version, odd(version), head);
+        expect(nextVersion).toBe(version + 1);
+        const { hash, ...rest } = envelopes[0];
+        expect(hashEvent(rest)).toBe(hash);
+        expect(envelopes[0].prevHash).toBe(head);
+        head = hash;
+      }
+      const read = await store.readStream(stream.id);
+      expect(read.map((e) => e.hash)).toEqual(read.map((e) => hashEvent({ ...e, hash: undefined } as never)));
+      await expect(store.verifyStream(stream.id)).resolves.toEqual({ valid: true, eventCount: 3 });
+      // The stream's head is the last event's hash, so the two-statement path links on from it.
+      await appendNow(stream, 3, [ev(4), ev(5)]);
+      await expect(store.verifyStream(stream.id)).resolves.toEqual({ valid: true, eventCount: 5 });
+    });
+
+    it('refuses a stale version or a head that is not the one read, and writes nothing', async () => {
+      const stream = newStream();
+      const first = (await appendOne(stream, 0, ev(1), GENESIS_HASH)).envelopes[0];
+      await expect(appendOne(stream, 0, ev(2), GENESIS_HASH)).rejects.toBeInstanceOf(ConcurrencyError);
+      await expect(appendOne(stream, 2, ev(2), first.hash)).rejects.toMatchObject({ code: 'concurrency_conflict', actualVersion: 1 });
+      await expect(appendOne(stream, 1, ev(2), GENESIS_HASH)).rejects.toThrow(/its head is not the event the caller read/);
+      expect((await store.readStream(stream.id)).map((e) => e.data)).toEqual([{ n: 1 }]);
+      expect(await store.version(stream.id)).toBe(1);
+    });
+
+    it('lets exactly one of two racing writers win', async () => {
+      const stream = newStream();
+      const first = (await appendOne(stream, 0, ev(0), GENESIS_HASH)).envelopes[0];
+      const results = await Promise.allSettled([appendOne(stream, 1, ev(1), first.hash), appendOne(stream, 1, ev(2), first.hash)]);
+      expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(1);
+      const lost = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected');
+      expect(lost).toHaveLength(1);
+      expect(lost[0].reason).toBeInstanceOf(ConcurrencyError);
+      await expect(store.verifyStream(stream.id)).resolves.toEqual({ valid: true, eventCount: 2 });
+    });
+
+    it('must still be the first write of its transaction', async () => {
+      const stream = newStream();
+      const first = (await appendOne(stream, 0, ev(0), GENESIS_HASH)).envelopes[0];
+      const other = newStream();
+      await expect(
+        database.db.transaction(async (tx) => {
+          await store.append(tx, other, 0, [ev(1)], meta);
+          await store.append(tx, stream, 1, [ev(1)], meta, { prevHash: first.hash });
+        }),
+      ).rejects.toThrow(/must be the first write of its transaction/);
+      expect(await store.version(stream.id)).toBe(1);
+      expect(await store.version(other.id)).toBe(0);
+    });
+  });
+
   it('refuses an append at a stale or future version with a ConcurrencyError and writes nothing', async () => {
     const stream = newStream();
     await appendNow(stream, 0, [ev(1)]);

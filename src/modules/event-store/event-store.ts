@@ -6,8 +6,10 @@ import {
   type DomainEvent,
   type EventEnvelope,
   type EventMetadata,
+  CanonicalJson,
   GENESIS_HASH,
   hashEvent,
+  hashedTextAroundPosition,
 } from '../../events/envelope';
 import { Db, type Sql } from '../database/db';
 
@@ -86,6 +88,10 @@ export class EventStore {
    * Appends `events` to a stream inside the caller's transaction `tx`, if the stream is at
    * `expectedVersion` (0: the stream must not exist yet). Otherwise throws ConcurrencyError and
    * writes nothing. Returns the stored envelopes.
+   *
+   * `prevHash`, when the caller knows it (the hash of the stream's event at `expectedVersion`,
+   * as it read it), lets a single event go in one statement, its position and hash drawn and
+   * computed by PostgreSQL; without it, or for several events, it takes two.
    */
   async append<E extends DomainEvent>(
     tx: Sql,
@@ -93,25 +99,16 @@ export class EventStore {
     expectedVersion: number,
     events: readonly E[],
     metadata: EventMetadata,
+    options: { prevHash?: string } = {},
   ): Promise<AppendResult<E>> {
     if (events.length === 0) return { nextVersion: expectedVersion, envelopes: [] };
+    const knownHead = expectedVersion === 0 ? GENESIS_HASH : options.prevHash;
+    if (events.length === 1 && knownHead !== undefined) return this.appendOne(tx, stream, expectedVersion, events[0], metadata, knownHead);
     const head = await this.lockHead(tx, stream, expectedVersion, events.length);
     const occurredAt = this.clock.now().toISOString();
     let prevHash = head.lastHash;
     const envelopes: EventEnvelope<E>[] = events.map((event, i) => {
-      const unhashed = {
-        id: this.ids.next(),
-        streamId: stream.id,
-        streamType: stream.type,
-        position: expectedVersion + i + 1,
-        globalPosition: head.positions[i],
-        type: event.type,
-        schemaVersion: event.schemaVersion,
-        data: event.data,
-        metadata,
-        occurredAt,
-        prevHash,
-      };
+      const unhashed = { ...this.draft(stream, expectedVersion + i + 1, event, metadata, occurredAt, prevHash), globalPosition: head.positions[i] };
       const hash = hashEvent(unhashed);
       prevHash = hash;
       return { ...unhashed, hash };
@@ -147,6 +144,121 @@ export class EventStore {
       ],
     );
     return { nextVersion, envelopes };
+  }
+
+  /** An event's envelope but for its global position and hash. */
+  private draft<E extends DomainEvent>(
+    stream: { id: string; type: string },
+    position: number,
+    event: E,
+    metadata: EventMetadata,
+    occurredAt: string,
+    prevHash: string,
+  ): Omit<EventEnvelope<E>, 'globalPosition' | 'hash'> {
+    return {
+      id: this.ids.next(),
+      streamId: stream.id,
+      streamType: stream.type,
+      position,
+      type: event.type,
+      schemaVersion: event.schemaVersion,
+      data: event.data,
+      metadata,
+      occurredAt,
+      prevHash,
+    };
+  }
+
+  /**
+   * One event in one round trip. The hash covers the global position, which the statement draws,
+   * so PostgreSQL computes it: sha256 of the canonical text around the position (see
+   * `hashedTextAroundPosition`), the same bytes `hashEvent` hashes.
+   *
+   * To an existing stream: the stream's row lock first (it gives the transaction its id, as in
+   * the two-statement path), then, if the stream is at `expectedVersion` with `prevHash` as its
+   * head, the position, the event and the new head. A new stream: the position is drawn before
+   * the stream row is created (nobody can have appended to a stream that does not exist yet), and
+   * a stream created meanwhile by someone else makes the insert do nothing.
+   */
+  private async appendOne<E extends DomainEvent>(
+    tx: Sql,
+    stream: { id: string; type: string },
+    expectedVersion: number,
+    event: E,
+    metadata: EventMetadata,
+    prevHash: string,
+  ): Promise<AppendResult<E>> {
+    const unplaced = this.draft(stream, expectedVersion + 1, event, metadata, this.clock.now().toISOString(), prevHash);
+    const { occurredAt } = unplaced;
+    // Data and metadata are encoded once: the same text is hashed and stored.
+    const data = new CanonicalJson(event.data);
+    const encodedMetadata = new CanonicalJson(metadata);
+    const { before, after } = hashedTextAroundPosition({ ...unplaced, data, metadata: encodedMetadata });
+    const insert = `INSERT INTO events (global_position, id, stream_id, stream_type, stream_position, type,
+           schema_version, data, metadata, occurred_at, hash, prev_hash)
+         SELECT h.g, $4, $1, $2, $5, $6, $7, $8, $9, $10, h.hash, $11 FROM h`;
+    const hashed = `SELECT g, encode(sha256($12::bytea || convert_to(g::text, 'UTF8') || $13::bytea), 'hex') AS hash`;
+    const params = [
+      stream.id,
+      stream.type,
+      expectedVersion,
+      unplaced.id,
+      unplaced.position,
+      event.type,
+      event.schemaVersion,
+      data.text,
+      encodedMetadata.text,
+      occurredAt,
+      prevHash,
+      Buffer.from(before, 'utf8'),
+      Buffer.from(after, 'utf8'),
+    ];
+    let row: { version: number | null; xid_before: string | null; global_position: string | null; hash: string | null } | undefined;
+    if (expectedVersion === 0) {
+      const { rows } = await tx.query<{ global_position: string; hash: string }>(
+        `WITH drawn AS (SELECT nextval('events_global_position_seq') AS g),
+         h AS (${hashed} FROM drawn),
+         created AS (
+           INSERT INTO streams (stream_id, stream_type, version, last_hash)
+           SELECT $1, $2, $3::int + 1, h.hash FROM h
+           ON CONFLICT (stream_id) DO NOTHING RETURNING stream_id),
+         appended AS (${insert} JOIN created ON true RETURNING global_position, hash)
+         SELECT global_position, hash FROM appended`,
+        params,
+      );
+      if (rows[0] === undefined) throw new ConcurrencyError(stream.id, 0, await this.version(stream.id, tx));
+      row = { version: 0, xid_before: null, ...rows[0] };
+    } else {
+      const { rows } = await tx.query<NonNullable<typeof row>>(
+        `WITH head AS (
+           SELECT version, last_hash, pg_current_xact_id_if_assigned()::text AS xid_before
+             FROM streams WHERE stream_id = $1 FOR UPDATE),
+         drawn AS (SELECT nextval('events_global_position_seq') AS g FROM head WHERE version = $3 AND last_hash = $11),
+         h AS (${hashed} FROM drawn),
+         appended AS (${insert} RETURNING global_position, hash),
+         moved AS (
+           -- Runs whether or not the query reads it, as every data-modifying WITH does.
+           UPDATE streams SET version = $5, last_hash = a.hash FROM appended a WHERE stream_id = $1 RETURNING 1)
+         SELECT head.version, head.xid_before, a.global_position, a.hash
+           FROM head LEFT JOIN appended a ON true`,
+        params,
+      );
+      row = rows[0];
+      if (row === undefined || row.version !== expectedVersion) throw new ConcurrencyError(stream.id, expectedVersion, row?.version ?? null);
+      if (row.xid_before !== null) {
+        // A write before the lock would give this transaction an older id than a writer it waited for.
+        throw new Error(`append to stream ${stream.id} must be the first write of its transaction`);
+      }
+      if (row.global_position === null) {
+        throw new Error(`stream ${stream.id} is at version ${expectedVersion} but its head is not the event the caller read`);
+      }
+    }
+    const envelope = {
+      ...unplaced,
+      globalPosition: Number(row.global_position),
+      hash: row.hash as string,
+    } as EventEnvelope<E>;
+    return { nextVersion: expectedVersion + 1, envelopes: [envelope] };
   }
 
   /**

@@ -1,5 +1,5 @@
 import { Client, DatabaseError } from 'pg';
-import type { Db, QueryResultRows, Sql } from '../database/db';
+import { type Db, type QueryResultRows, type Sql, statement } from '../database/db';
 
 /** Being the one instance that does some work, for as long as `lost` stays false. */
 export interface LeaderSession {
@@ -28,7 +28,7 @@ class ClientSql implements Sql {
 
   async query<T = Record<string, unknown>>(text: string, params: readonly unknown[] = []): Promise<QueryResultRows<T>> {
     try {
-      const result = await this.client.query(text, params as unknown[]);
+      const result = await this.client.query(statement(text, params));
       return { rows: result.rows as T[], rowCount: result.rowCount ?? 0 };
     } catch (error) {
       // The connection's state is unknown, and with it whether the lock is still held.

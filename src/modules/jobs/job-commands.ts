@@ -49,6 +49,10 @@ export class JobCommands {
         await hooks.alsoInTransaction?.(tx, envelopes, state);
       },
       metadata,
+    }, {
+      // A submission names a job id just drawn: no stream to read (if there were, its append
+      // would be refused and the command decided again on what is there).
+      newStream: command.type === 'submit',
     });
     const state = result.state as JobState;
     await this.afterCommit(state, result.envelopes);
