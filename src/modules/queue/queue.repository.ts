@@ -19,17 +19,9 @@ export interface QueueSnapshot {
 }
 
 /**
- * The spec's pending jobs, oldest first, with the organization's plan and limit now (the
- * scheduler's limits follow the org's plan now, its priority the plan at submission).
- */
-const PENDING = `
-  SELECT j.id, j.org_id, j.project_id, j.priority, j.created_at, j.source_ip, o.plan, o.max_concurrency
-    FROM jobs j JOIN orgs o ON o.id = j.org_id
-   WHERE j.status = 'pending' AND j.spec_id = $1
-   ORDER BY j.created_at, j.id`;
-
-/**
- * The rest, as one row:
+ * Everything, as one row of one statement (so one snapshot, and one round trip):
+ * - `pending`: the spec's pending jobs, oldest first, with the organization's plan and limit now
+ *   (the scheduler's limits follow the org's plan now, its priority the plan at submission);
  * - `in_flight`: jobs claimed or running now (any spec) of the orgs with jobs in this queue, and
  *   of unclaimed-plan orgs by the source IPs in it, as the scheduler counts them, each with how
  *   long it has been running (ms at $2, 0 while only claimed);
@@ -57,6 +49,12 @@ const CONTEXT = `
      ORDER BY finished_at DESC, id DESC LIMIT 20
   )
   SELECT
+    (SELECT COALESCE(json_agg(json_build_object(
+              'id', j.id, 'org_id', j.org_id, 'project_id', j.project_id, 'priority', j.priority,
+              'created_at', j.created_at, 'source_ip', j.source_ip, 'plan', o.plan, 'max_concurrency', o.max_concurrency)
+              ORDER BY j.created_at, j.id), '[]')
+       FROM jobs j JOIN orgs o ON o.id = j.org_id
+      WHERE j.status = 'pending' AND j.spec_id = $1) AS pending,
     (SELECT COALESCE(json_agg(json_build_object('org', f.org_id, 'elapsedMs', f.elapsed_ms)), '[]')
        FROM in_flight f WHERE f.org_id IN (SELECT org_id FROM queued)) AS org_in_flight,
     (SELECT COALESCE(json_agg(json_build_object('ip', f.source_ip, 'elapsedMs', f.elapsed_ms)), '[]')
@@ -74,13 +72,15 @@ interface PendingRow {
   org_id: string;
   project_id: string;
   priority: number;
-  created_at: Date;
+  /** JSON's timestamp text. */
+  created_at: string;
   source_ip: string | null;
   plan: Plan;
   max_concurrency: number | null;
 }
 
 interface ContextRow {
+  pending: PendingRow[];
   org_in_flight: { org: string; elapsedMs: number }[];
   ip_in_flight: { ip: string | null; elapsedMs: number }[];
   runners: number;
@@ -89,49 +89,46 @@ interface ContextRow {
   mean_run_ms: number | null;
 }
 
-/** The queue's reads: two statements in one read-only snapshot. */
+/** The queue's reads: one statement. */
 @Injectable()
 export class QueueRepository {
   constructor(private readonly db: Db) {}
 
   async snapshot(specId: string, now: Date): Promise<QueueSnapshot> {
-    return this.db.transaction(async (tx) => {
-      await tx.query(`SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY`);
-      const pending = (await tx.query<PendingRow>(PENDING, [specId])).rows;
-      const context = (await tx.query<ContextRow>(CONTEXT, [specId, now])).rows[0];
+    const context = (await this.db.query<ContextRow>(CONTEXT, [specId, now])).rows[0];
+    const pending = context.pending;
 
-      const byOrg = new Map<string, number>();
-      const byIp = new Map<string, number>();
-      const elapsed = new Map<string, number[]>();
-      const add = (counts: Map<string, number>, group: string, key: string, ms: number) => {
-        counts.set(key, (counts.get(key) ?? 0) + 1);
-        const list = elapsed.get(group);
-        if (list === undefined) elapsed.set(group, [ms]);
-        else list.push(ms);
-      };
-      for (const f of context.org_in_flight) add(byOrg, limitGroup('org', f.org), f.org, f.elapsedMs);
-      for (const f of context.ip_in_flight) add(byIp, limitGroup('ip', ipKey(f.ip)), ipKey(f.ip), f.elapsedMs);
+    const byOrg = new Map<string, number>();
+    const byIp = new Map<string, number>();
+    const elapsed = new Map<string, number[]>();
+    const add = (counts: Map<string, number>, group: string, key: string, ms: number) => {
+      counts.set(key, (counts.get(key) ?? 0) + 1);
+      const list = elapsed.get(group);
+      if (list === undefined) elapsed.set(group, [ms]);
+      else list.push(ms);
+    };
+    for (const f of context.org_in_flight) add(byOrg, limitGroup('org', f.org), f.org, f.elapsedMs);
+    for (const f of context.ip_in_flight) add(byIp, limitGroup('ip', ipKey(f.ip)), ipKey(f.ip), f.elapsedMs);
 
-      return {
-        jobs: pending.map((row) => ({
-          id: row.id,
-          orgId: row.org_id,
-          projectId: row.project_id,
-          priority: row.priority,
-          createdAt: row.created_at,
-          orgPlan: row.plan,
-          maxConcurrency: row.max_concurrency,
-          sourceIp: row.source_ip,
-        })),
-        inFlight: { byOrg, byIp },
-        load: {
-          runners: context.runners,
-          connected: context.connected,
-          busyElapsedMs: context.busy_elapsed_ms.map(Number),
-          meanRunMs: context.mean_run_ms === null ? null : Number(context.mean_run_ms),
-          inFlightElapsedMs: elapsed,
-        },
-      };
-    });
+    return {
+      jobs: pending.map((row) => ({
+        id: row.id,
+        orgId: row.org_id,
+        projectId: row.project_id,
+        priority: row.priority,
+        createdAt: new Date(row.created_at),
+        orgPlan: row.plan,
+        maxConcurrency: row.max_concurrency,
+        sourceIp: row.source_ip,
+      })),
+      inFlight: { byOrg, byIp },
+      load: {
+        runners: context.runners,
+        connected: context.connected,
+        busyElapsedMs: context.busy_elapsed_ms.map(Number),
+        meanRunMs: context.mean_run_ms === null ? null : Number(context.mean_run_ms),
+        inFlightElapsedMs: elapsed,
+      },
+    };
   }
 }
