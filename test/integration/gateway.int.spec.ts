@@ -295,6 +295,37 @@ describe('runner gateway (one process, in-process bus)', () => {
     expect(names.get(((await sixth.next('job', 2_000)).job as { id: string }).id)).toBe('free-2');
   });
 
+  it('hands new work to the runner that has waited longest, one claim at a time, and the others keep waiting', async () => {
+    const spec = await f.spec();
+    const tenant = await f.tenant('enterprise');
+    const sockets: TestRunner[] = [];
+    for (let i = 0; i < 4; i++) {
+      const socket = await connect((await f.runner([spec.slug])).token);
+      socket.send({ type: 'ready' });
+      // Frames are handled in order: once this is refused, the ready before it has been (and
+      // found nothing to claim), so the runners wait in this order.
+      await socket.request({ type: 'heartbeat', job: '01a00000-0000-7000-8000-000000000000', attempt: 1 }, 'error');
+      sockets.push(socket);
+    }
+    const jobs: string[] = [];
+    for (let i = 0; i < 3; i++) {
+      const job = await f.submit(tenant, spec.slug);
+      expect(((await sockets[i].next('job', 2_000)).job as { id: string }).id).toBe(job.id);
+      jobs.push(job.id);
+    }
+    await expect(sockets[3].next('job', 300)).rejects.toThrow(/no job/);
+    // The first finishes its job and asks again: it now waits behind the fourth.
+    await sockets[0].request({ type: 'running', job: jobs[0], attempt: 1 }, 'ack');
+    await sockets[0].request({ type: 'completed', job: jobs[0], attempt: 1, exitCode: 0, stdout: '', stderr: '', files: {} }, 'ack');
+    sockets[0].send({ type: 'ready' });
+    await sockets[0].request({ type: 'heartbeat', job: '01a00000-0000-7000-8000-000000000000', attempt: 1 }, 'error');
+    const fourth = await f.submit(tenant, spec.slug);
+    expect(((await sockets[3].next('job', 2_000)).job as { id: string }).id).toBe(fourth.id);
+    await expect(sockets[0].next('job', 300)).rejects.toThrow(/no job/);
+    const fifth = await f.submit(tenant, spec.slug);
+    expect(((await sockets[0].next('job', 2_000)).job as { id: string }).id).toBe(fifth.id);
+  });
+
   it('never gives a runner more jobs than its capacity', async () => {
     const { spec, tenant, socket } = await setup();
     await f.submit(tenant, spec.slug);
