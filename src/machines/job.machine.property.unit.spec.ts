@@ -3,6 +3,7 @@ import { transition } from 'xstate';
 import { InvalidTransitionError } from '../common/errors';
 import type { JobEvent, JobOutputSummary, JobSubmittedData } from '../events/job-events';
 import {
+  acceptsHeartbeat,
   decide,
   fold,
   jobMachine,
@@ -119,6 +120,7 @@ describe('job machine, property: decide + fold agree with the live machine', () 
     // What the generated sequences reached, to show they explore more than refusals.
     const reached = new Set<string>();
     let refusals = 0;
+    let heartbeatChecks = 0;
     fc.assert(
       fc.property(anyMaxAttempts, anyDrafts, (maxAttempts, drafts) => {
         const submit: JobCommand = { type: 'submit', at: timeAt(0), job: job(maxAttempts) };
@@ -129,6 +131,11 @@ describe('job machine, property: decide + fold agree with the live machine', () 
           const before = fold(appended) as JobState;
           const command = toCommand(d, before, timeAt(index + 1));
 
+          if (command.type === 'heartbeat') {
+            // The gateway's shortcut answers as the machine does.
+            expect(acceptsHeartbeat(before, command.runnerId, command.attempt)).toBe(live.can(command));
+            heartbeatChecks++;
+          }
           let events: JobEvent[];
           try {
             events = decide(before, command);
@@ -179,6 +186,7 @@ describe('job machine, property: decide + fold agree with the live machine', () 
       { numRuns: 1000, seed: Number(process.env.FC_SEED ?? 20261130) },
     );
     expect(refusals).toBeGreaterThan(0);
+    expect(heartbeatChecks).toBeGreaterThan(100);
     expect([...reached].sort()).toEqual(
       [
         ...['pending', 'claimed', 'running', 'completed', 'failed', 'canceled'],

@@ -402,6 +402,16 @@ export function decide(state: JobState | null, command: JobCommand): JobEvent[] 
   return actions.flatMap((action) => (action.type === 'record' ? [action.params] : []));
 }
 
+/**
+ * Whether the machine takes a heartbeat of `runnerId` at `attempt` (an accepted no-op: it
+ * appends nothing): the same answer as `decide` without building the machine's snapshot, for
+ * the gateway's hot path (a heartbeat a second per runner). The property test holds it to
+ * `decide` for every state the machine reaches.
+ */
+export function acceptsHeartbeat(state: JobState | null, runnerId: string, attempt: number): boolean {
+  return state !== null && (state.status === 'claimed' || state.status === 'running') && state.runnerId === runnerId && state.attempt === attempt;
+}
+
 function refusal(state: JobState | null, command: JobCommand): InvalidTransitionError {
   const status = state?.status ?? 'new';
   let message = `cannot ${command.type} a job that is ${state ? status : 'not submitted'}`;

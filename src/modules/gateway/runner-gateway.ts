@@ -7,6 +7,7 @@ import { Clock } from '../../common/clock';
 import { DomainError, InvalidTransitionError, NotFoundError } from '../../common/errors';
 import { RUNWAY_CONFIG, type RunwayConfig } from '../../config/config';
 import type { EventMetadata } from '../../events/envelope';
+import { acceptsHeartbeat } from '../../machines/job.machine';
 import { Authenticator } from '../auth/authenticator';
 import { Db } from '../database/db';
 import type { CancelMessage, DispatchMessage } from '../jobs/job-notifier';
@@ -40,8 +41,12 @@ export interface ControlMessage {
 
 /** How often waiting runners try to claim even without a dispatch message (lost-message recovery). */
 const SWEEP_MS = 5_000;
-/** How long a held job's state is trusted for heartbeats before it is read again. */
-const HELD_STATE_MAX_AGE_MS = 5_000;
+/**
+ * How long a held job's state is trusted for heartbeats before it is read again: a cancel or a
+ * timeout decided elsewhere reaches the runner as a pushed cancel, so this only bounds how long a
+ * runner whose cancel was lost is still acknowledged (well inside the heartbeat timeout).
+ */
+const HELD_STATE_MAX_AGE_MS = 15_000;
 const PING_MS = 30_000;
 /** How long a runner has to answer the close handshake at shutdown. */
 const CLOSE_GRACE_MS = 2_000;
@@ -334,12 +339,10 @@ export class RunnerGateway implements OnApplicationBootstrap, BeforeApplicationS
 
   private async heartbeat(connection: RunnerConnection, jobId: string, attempt: number): Promise<void> {
     const now = this.now();
-    const cached = connection.fresh(jobId, now, HELD_STATE_MAX_AGE_MS);
-    try {
-      if (cached === null) throw new InvalidTransitionError('not cached', { state: 'unknown', command: 'heartbeat' });
-      this.runnerJobs.checkHeartbeat(cached, connection.runnerId, attempt);
-    } catch {
-      // Read it again before refusing: the cached state may be behind.
+    const held = connection.fresh(jobId, now, HELD_STATE_MAX_AGE_MS);
+    if (held === null || !acceptsHeartbeat(held, connection.runnerId, attempt)) {
+      // Not held, held too long, or refused: read it again before refusing (the held state may be
+      // behind), and let the machine say why.
       const state = await this.runnerJobs.load(jobId);
       connection.hold(state, now);
       this.runnerJobs.checkHeartbeat(state, connection.runnerId, attempt);
