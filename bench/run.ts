@@ -3,7 +3,8 @@
  * one's heap and connections do not weigh on the next. Flags (--smoke, --runs, --seconds) pass
  * through to each (rebuild takes --seconds and ignores it: its runs are whole passes over the
  * log; throughput and latency ignore --seconds too, and latency --runs: their runs are numbers of
- * jobs); results are written to bench/results.json, keyed by benchmark.
+ * jobs; heartbeat takes --seconds as the length of a window, memory ignores it); results are
+ * written to bench/results.json, keyed by benchmark.
  */
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
@@ -15,6 +16,8 @@ const BENCHMARKS = [
   { name: 'rebuild', entry: join(__dirname, 'rebuild', 'rebuild.bench.js') },
   { name: 'throughput', entry: join(__dirname, 'throughput', 'throughput.bench.js') },
   { name: 'latency', entry: join(__dirname, 'latency', 'latency.bench.js') },
+  { name: 'heartbeat', entry: join(__dirname, 'heartbeat', 'heartbeat.bench.js') },
+  { name: 'memory', entry: join(__dirname, 'memory', 'memory.bench.js') },
 ];
 
 function main(): void {

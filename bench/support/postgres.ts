@@ -101,3 +101,106 @@ export async function databaseSampler(dbName: string, everyMs = 100): Promise<{ 
     },
   };
 }
+
+/**
+ * A database's cumulative activity counters, as PostgreSQL's statistics have them:
+ * `pg_stat_database` (transactions committed and rolled back; rows inserted, updated and deleted
+ * by queries on the database) and the sums of `n_tup_ins`, `n_tup_upd` (HOT updates included)
+ * and `n_tup_del` over its `pg_stat_user_tables`. Row counts include rows of transactions that
+ * rolled back: a write that was tried counts even if it did not stay.
+ */
+export interface DatabaseCounters {
+  xactCommit: number;
+  xactRollback: number;
+  tupInserted: number;
+  tupUpdated: number;
+  tupDeleted: number;
+  tablesInserted: number;
+  tablesUpdated: number;
+  tablesDeleted: number;
+}
+
+/**
+ * Reads `DatabaseCounters` of one database, through one connection to that database (the
+ * per-table statistics are only visible from inside it), one statement per read.
+ *
+ * Two things to know when comparing reads. PostgreSQL 15 backends publish their counts when they
+ * go idle, at most once a second, and a backend that stays idle with counts still unpublished
+ * publishes them 10 s later (PGSTAT_MIN_INTERVAL, PGSTAT_IDLE_INTERVAL): a read can miss what
+ * happened in the last 10 s, so a caller that wants a window's whole effect reads 10 s after it.
+ * And each read is itself a committed transaction in the database; `since()` takes those out.
+ */
+export class DatabaseCounterProbe {
+  private reads = 0;
+
+  private constructor(private readonly client: Client) {}
+
+  static async open(dbName: string): Promise<DatabaseCounterProbe> {
+    const client = new Client({ connectionString: withDatabase(dbName), application_name: 'runway-bench-counters' });
+    await client.connect();
+    return new DatabaseCounterProbe(client);
+  }
+
+  async read(): Promise<DatabaseCounters & { probeReads: number }> {
+    const { rows } = await this.client.query<Record<keyof DatabaseCounters, string>>(
+      `SELECT d.xact_commit AS "xactCommit", d.xact_rollback AS "xactRollback",
+              d.tup_inserted AS "tupInserted", d.tup_updated AS "tupUpdated", d.tup_deleted AS "tupDeleted",
+              t.ins AS "tablesInserted", t.upd AS "tablesUpdated", t.del AS "tablesDeleted"
+         FROM pg_stat_database d,
+              (SELECT COALESCE(sum(n_tup_ins), 0) AS ins, COALESCE(sum(n_tup_upd), 0) AS upd, COALESCE(sum(n_tup_del), 0) AS del
+                 FROM pg_stat_user_tables) t
+        WHERE d.datname = current_database()`,
+    );
+    const counters = Object.fromEntries(Object.entries(rows[0]).map(([name, value]) => [name, Number(value)])) as unknown as DatabaseCounters;
+    // Reads before this one: their commits are what this probe added to xact_commit so far.
+    return { ...counters, probeReads: this.reads++ };
+  }
+
+  /**
+   * `after` minus `before`, counter by counter, less this probe's own commits in between. Exact
+   * when reads are more than a second apart: the probe's backend then publishes each read's
+   * commit as it goes idle after it, before the next read.
+   */
+  static since(before: DatabaseCounters & { probeReads: number }, after: DatabaseCounters & { probeReads: number }): DatabaseCounters {
+    const delta = {} as Record<keyof DatabaseCounters, number>;
+    for (const name of Object.keys(after) as (keyof DatabaseCounters | 'probeReads')[]) {
+      if (name !== 'probeReads') delta[name] = after[name] - before[name];
+    }
+    delta.xactCommit -= after.probeReads - before.probeReads;
+    return delta;
+  }
+
+  close(): Promise<void> {
+    return this.client.end();
+  }
+}
+
+/**
+ * Rows inserted, updated and deleted in `dbName` so far (pg_stat_database, read from the
+ * maintenance database so the reads add nothing to `dbName`'s own counters).
+ */
+export async function rowsWritten(dbName: string): Promise<number> {
+  const [row] = await onServer<{ n: string }>(`SELECT tup_inserted + tup_updated + tup_deleted AS n FROM pg_stat_database WHERE datname = $1`, [dbName]);
+  return Number(row?.n ?? 0);
+}
+
+/**
+ * Resolves once `dbName`'s row counters (`rowsWritten`) have not moved for `quietMs`, polled
+ * every 250 ms; fails after `timeoutMs`. With `quietMs` over 10 s, every backend has published
+ * what it wrote before (see DatabaseCounterProbe), so the writes of whatever came before are all
+ * in the counters.
+ */
+export async function waitForNoWrites(dbName: string, quietMs: number, timeoutMs = 120_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let last = await rowsWritten(dbName);
+  let since = Date.now();
+  while (Date.now() - since < quietMs) {
+    if (Date.now() > deadline) throw new Error(`${dbName} still had rows written within ${quietMs} ms after ${timeoutMs} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 250));
+    const now = await rowsWritten(dbName);
+    if (now !== last) {
+      last = now;
+      since = Date.now();
+    }
+  }
+}

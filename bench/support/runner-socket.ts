@@ -105,3 +105,17 @@ export class RunnerSocket {
     });
   }
 }
+
+/**
+ * A welcomed runner for each of `tokens`, in their order, `batch` connecting at a time (every
+ * hello is a write on the server). `first` numbers them (names `bench-<n>`) when a caller
+ * connects a fleet in parts.
+ */
+export async function helloAll(baseUrl: string, tokens: readonly string[], batch = 8, first = 0): Promise<RunnerSocket[]> {
+  const runners: RunnerSocket[] = [];
+  for (let i = 0; i < tokens.length; i += batch) {
+    const part = tokens.slice(i, i + batch);
+    runners.push(...(await Promise.all(part.map((token, j) => RunnerSocket.hello(baseUrl, token, `bench-${first + i + j}`)))));
+  }
+  return runners;
+}

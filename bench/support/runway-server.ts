@@ -33,6 +33,8 @@ export interface ServerOptions {
   env: Record<string, string>;
   /** Write a V8 CPU profile of the server into this directory when it exits. */
   cpuProfDir?: string;
+  /** More flags for node, before the script (e.g. `--inspect=127.0.0.1:PORT`). */
+  nodeArgs?: string[];
 }
 
 /** One `node bin/runway.js serve` child process. */
@@ -66,7 +68,7 @@ export class RunwayServer {
     for (const [name, value] of Object.entries(process.env)) if (!CONFIG_VARIABLE.test(name) && value !== undefined) env[name] = value;
     Object.assign(env, { PORT: String(port), HOST: '127.0.0.1', RUNWAY_LOG_LEVEL: 'warn', NO_COLOR: '1' }, options.env);
     const nodeFlags = options.cpuProfDir === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${options.cpuProfDir}`, `--cpu-prof-name=${label}.cpuprofile`];
-    const args = [...nodeFlags, BIN, 'serve', ...(options.roles === undefined ? [] : ['--roles', options.roles])];
+    const args = [...nodeFlags, ...(options.nodeArgs ?? []), BIN, 'serve', ...(options.roles === undefined ? [] : ['--roles', options.roles])];
     const child = spawn(process.execPath, args, { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
     const server = new RunwayServer(child, `http://127.0.0.1:${port}`, label);
     killOnExit(child);
@@ -83,6 +85,11 @@ export class RunwayServer {
       if (Date.now() > deadline) throw new Error(`${this.label} was not ready within ${timeoutMs} ms:\n${this.output}`);
       await sleep(100);
     }
+  }
+
+  /** The server's process id (for /proc). */
+  get pid(): number {
+    return this.child.pid as number;
   }
 
   /** What it printed last (warnings and errors only, at RUNWAY_LOG_LEVEL=warn). */
