@@ -66,7 +66,7 @@ function parseArgs(argv: readonly string[]): Options {
     else if (flag === '--seconds' || flag === '--runs') value(); // bench/run.ts passes these to every benchmark
     else throw new Error(`unknown flag ${flag} (known: --smoke, --jobs N, --warmup N, --settle MS, --runners LIST, --systems LIST, --json FILE)`);
   }
-  if (options.smoke) Object.assign(options, { jobs: 100, warmup: 10 });
+  if (options.smoke) Object.assign(options, { jobs: 30, warmup: 5, runners: [2] });
   return options;
 }
 

@@ -96,7 +96,7 @@ function parseArgs(argv: readonly string[]): Options {
       );
   }
   // --smoke wins: CI must stay small whatever else is passed (but --systems still narrows it).
-  if (options.smoke) Object.assign(options, { runs: 1, jobs: 40, runners: [1, 8], capSeconds: 3, cpuProfDir: null });
+  if (options.smoke) Object.assign(options, { runs: 1, jobs: 40, runners: [2], capSeconds: 3, cpuProfDir: null });
   return options;
 }
 
