@@ -12,18 +12,16 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { jetstreamManager } from '@nats-io/jetstream';
-import { connect } from '@nats-io/transport-node';
 import type { WorkerEvents } from 'graphile-worker';
 import { HttpClient } from '../support/http';
 import { DEFAULT_PEER_SETTINGS, type PeerProducer, type PeerVariant, newEvents, startPeerProducer, startPeerWorker } from '../support/peers';
 import { dropDatabase, freshDatabase, serverSettings } from '../support/postgres';
 import { type Frame, type PushedJob, RunnerSocket } from '../support/runner-socket';
+import { NATS_URL, deleteJetStream } from '../support/runway-deployment';
 import { BENCH_ADMIN_TOKEN, RunwayServer } from '../support/runway-server';
 import { createTenant, jobBody } from '../support/runway-tenant';
 import { percentile, printTable, sleep } from '../support/stats';
 
-const NATS_URL = process.env.RUNWAY_BENCH_NATS_URL ?? 'nats://127.0.0.1:4222';
 const SYSTEMS = ['runway-single', 'runway-split', 'graphile-default', 'graphile-local-queue'] as const;
 type SystemName = (typeof SYSTEMS)[number];
 
@@ -235,17 +233,6 @@ async function runwayVariants(system: 'runway-single' | 'runway-split', options:
     rmSync(dataDir, { recursive: true, force: true });
   }
   return results;
-}
-
-async function deleteJetStream(prefix: string): Promise<void> {
-  const nc = await connect({ servers: NATS_URL, name: 'runway-bench-cleanup' }).catch(() => null);
-  if (nc === null) return;
-  try {
-    const jsm = await jetstreamManager(nc);
-    await jsm.streams.delete(`${prefix.toUpperCase().replace(/[^A-Z0-9_]/g, '_')}_JOBS`).catch(() => undefined);
-  } finally {
-    await nc.close();
-  }
 }
 
 // --- graphile-worker ---------------------------------------------------------------------------------

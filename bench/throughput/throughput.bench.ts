@@ -13,19 +13,17 @@ import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { jetstreamManager } from '@nats-io/jetstream';
-import { connect } from '@nats-io/transport-node';
 import { Pool } from 'pg';
 import { BenchChild } from '../support/child';
 import { HttpClient } from '../support/http';
 import { DEFAULT_PEER_SETTINGS, type PeerKind, type PeerProducer, type PeerSettings, type PeerVariant, describePeer, startPeerProducer } from '../support/peers';
 import { ProcessCpu, ownCpuSince } from '../support/cpu';
 import { type DatabaseUsage, databaseSampler, dropDatabase, freshDatabase, serverSettings } from '../support/postgres';
+import { NATS_URL, deleteJetStream } from '../support/runway-deployment';
 import { BENCH_ADMIN_TOKEN, RunwayServer } from '../support/runway-server';
 import { type Tenant, createTenant, jobBody } from '../support/runway-tenant';
 import { epochMs, median, percentile, printTable, sleep, thousands } from '../support/stats';
 
-const NATS_URL = process.env.RUNWAY_BENCH_NATS_URL ?? 'nats://127.0.0.1:4222';
 
 const SYSTEMS = ['runway-single', 'runway-split', 'graphile-default', 'graphile-tuned', 'pgboss-default', 'pgboss-tuned'] as const;
 type SystemName = (typeof SYSTEMS)[number];
@@ -290,17 +288,6 @@ async function withServerLogs<T>(servers: readonly RunwayServer[], work: () => P
   } catch (error) {
     for (const server of servers) console.error(`--- ${server.label} logged ---\n${server.log.slice(-5_000)}`);
     throw error;
-  }
-}
-
-async function deleteJetStream(prefix: string): Promise<void> {
-  const nc = await connect({ servers: NATS_URL, name: 'runway-bench-cleanup' }).catch(() => null);
-  if (nc === null) return;
-  try {
-    const jsm = await jetstreamManager(nc);
-    await jsm.streams.delete(`${prefix.toUpperCase().replace(/[^A-Z0-9_]/g, '_')}_JOBS`).catch(() => undefined);
-  } finally {
-    await nc.close();
   }
 }
 
