@@ -8,7 +8,8 @@
 import { writeFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { Logger } from '@nestjs/common';
-import { Client, Pool } from 'pg';
+import { Client, type Pool } from 'pg';
+import { benchPool } from '../support/postgres';
 import { SystemClock } from '../../src/common/clock';
 import { UuidV7Generator } from '../../src/common/ids';
 import { type DomainEvent, type EventMetadata, GENESIS_HASH } from '../../src/events/envelope';
@@ -220,7 +221,7 @@ async function main(): Promise<void> {
       uid        uuid NOT NULL,
       payload    jsonb NOT NULL,
       created_at timestamptz NOT NULL)`);
-    pool = new Pool({ connectionString: url, max: POOL_SIZE, application_name: 'runway-bench-baseline' });
+    pool = benchPool({ connectionString: url, max: POOL_SIZE, application_name: 'runway-bench-baseline' });
 
     const settings = await database.db.query<{ version: string; sync: string }>(
       `SELECT current_setting('server_version') AS version, current_setting('synchronous_commit') AS sync`,

@@ -16,7 +16,7 @@
 import { EventEmitter } from 'node:events';
 import { Logger, type Runner, type WorkerEvents, type WorkerUtils, makeWorkerUtils, run } from 'graphile-worker';
 import { PgBoss } from 'pg-boss';
-import { Pool } from 'pg';
+import { benchPool } from './postgres';
 
 export type PeerKind = 'graphile' | 'pgboss';
 export type PeerVariant = 'default' | 'tuned';
@@ -119,9 +119,7 @@ export interface PeerProducer {
 export async function startPeerProducer(kind: PeerKind, url: string, connections: number): Promise<PeerProducer> {
   if (kind === 'graphile') {
     // A pool of our own, so it is surely closed (and its errors heard) before the database is dropped.
-    const pool = new Pool({ connectionString: url, max: connections + 1 });
-    pool.on('error', () => undefined);
-    pool.on('connect', (client) => client.on('error', () => undefined));
+    const pool = benchPool({ connectionString: url, max: connections + 1 });
     const utils: WorkerUtils = await makeWorkerUtils({ pgPool: pool, logger: silentLogger });
     let added = 0;
     const left = async () => {

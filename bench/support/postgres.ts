@@ -1,4 +1,4 @@
-import { Client } from 'pg';
+import { Client, Pool, type PoolConfig } from 'pg';
 import { processCpuMs } from './cpu';
 
 /** The PostgreSQL server the benchmarks create their databases on. */
@@ -9,6 +9,18 @@ export function withDatabase(dbName: string): string {
   const url = new URL(SERVER_URL);
   url.pathname = `/${dbName}`;
   return url.toString();
+}
+
+/**
+ * A pool whose connections' errors are heard. A pool's `end()` resolves once its connections are
+ * told to end, not once they have: a `DROP DATABASE ... WITH (FORCE)` right after it can still
+ * terminate one, and PostgreSQL's message for that would be an unhandled 'error' event.
+ */
+export function benchPool(config: PoolConfig): Pool {
+  const pool = new Pool(config);
+  pool.on('error', () => undefined);
+  pool.on('connect', (client) => client.on('error', () => undefined));
+  return pool;
 }
 
 /** Runs one statement on the server's maintenance database (SERVER_URL). */

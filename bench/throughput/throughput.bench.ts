@@ -18,7 +18,7 @@ import { BenchChild } from '../support/child';
 import { HttpClient } from '../support/http';
 import { DEFAULT_PEER_SETTINGS, type PeerKind, type PeerProducer, type PeerSettings, type PeerVariant, describePeer, startPeerProducer } from '../support/peers';
 import { ProcessCpu, ownCpuSince } from '../support/cpu';
-import { type DatabaseUsage, databaseSampler, dropDatabase, freshDatabase, serverSettings } from '../support/postgres';
+import { type DatabaseUsage, benchPool, databaseSampler, dropDatabase, freshDatabase, serverSettings } from '../support/postgres';
 import { NATS_URL, deleteJetStream } from '../support/runway-deployment';
 import { BENCH_ADMIN_TOKEN, RunwayServer } from '../support/runway-server';
 import { type Tenant, createTenant, jobBody } from '../support/runway-tenant';
@@ -192,7 +192,7 @@ async function runwaySystem(system: 'runway-single' | 'runway-split', options: O
       ]
     : [await RunwayServer.start(system, { env, cpuProfDir: profile })];
   const api = new HttpClient(servers[0].url, options.concurrency + 4);
-  const pool = new Pool({ connectionString: url, max: 2, application_name: 'runway-bench-verify' });
+  const pool = benchPool({ connectionString: url, max: 2, application_name: 'runway-bench-verify' });
   const results: SystemResult[] = [];
   try {
     await Promise.all(servers.map((s) => s.waitReady()));
