@@ -8,15 +8,16 @@
 import { writeFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { Logger } from '@nestjs/common';
-import { Client, type Pool } from 'pg';
-import { benchPool } from '../support/postgres';
+import type { Pool } from 'pg';
+import { COMMON_FLAGS, parseFlags } from '../support/args';
+import { benchPool, onServer, withDatabase } from '../support/postgres';
+import { median, percentile, printTable } from '../support/stats';
 import { SystemClock } from '../../src/common/clock';
 import { UuidV7Generator } from '../../src/common/ids';
 import { type DomainEvent, type EventMetadata, GENESIS_HASH } from '../../src/events/envelope';
 import { Database } from '../../src/modules/database/database';
 import { EventStore } from '../../src/modules/event-store/event-store';
 
-const SERVER_URL = process.env.RUNWAY_BENCH_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 const BENCH_DB = 'runway_bench_append';
 const WRITER_COUNTS = [1, 8] as const;
 // One connection more than the most writers, so a writer never waits for the pool.
@@ -30,28 +31,10 @@ interface Options {
 }
 
 function parseArgs(argv: readonly string[]): Options {
-  const options: Options = { runs: 3, seconds: 3, json: null, smoke: false };
-  for (let i = 0; i < argv.length; i++) {
-    const flag = argv[i];
-    const value = (): string => {
-      const next = argv[++i];
-      if (next === undefined) throw new Error(`${flag} needs a value`);
-      return next;
-    };
-    const positive = (text: string): number => {
-      const n = Number(text);
-      if (!Number.isFinite(n) || n <= 0) throw new Error(`${flag} needs a positive number, got ${text}`);
-      return n;
-    };
-    if (flag === '--smoke') options.smoke = true;
-    else if (flag === '--runs') options.runs = Math.ceil(positive(value()));
-    else if (flag === '--seconds') options.seconds = positive(value());
-    else if (flag === '--json') options.json = value();
-    else throw new Error(`unknown flag ${flag} (known: --smoke, --runs N, --seconds S, --json FILE)`);
-  }
+  const flags = parseFlags(argv, COMMON_FLAGS);
   // --smoke wins over --runs/--seconds: CI must stay tiny whatever else is passed.
-  if (options.smoke) Object.assign(options, { runs: 1, seconds: 0.3 });
-  return options;
+  if (flags['--smoke']) return { runs: 1, seconds: 0.3, json: flags['--json'] ?? null, smoke: true };
+  return { runs: flags['--runs'] ?? 3, seconds: flags['--seconds'] ?? 3, json: flags['--json'] ?? null, smoke: false };
 }
 
 /** One timed run of one kind of writer: what it did and how long each operation took. */
@@ -64,18 +47,6 @@ interface RunResult {
 
 /** Performs one operation for writer `w`; a writer's calls never overlap. */
 type Operation = (w: number) => Promise<void>;
-
-/** Nearest-rank percentile of ascending `sorted`. */
-function percentile(sorted: readonly number[], q: number): number {
-  if (sorted.length === 0) return Number.NaN;
-  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))];
-}
-
-function median(values: readonly number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = sorted.length >> 1;
-  return sorted.length % 2 === 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
-}
 
 /** Runs `writers` closed loops of `op` for `seconds`: each writer starts its next operation when the last ends. */
 async function timedRun(writers: number, seconds: number, op: Operation): Promise<RunResult> {
@@ -166,40 +137,21 @@ function summarize(runs: RunResult[]): RunResult & { runs: RunResult[] } {
   };
 }
 
-function withDatabase(dbName: string): string {
-  const url = new URL(SERVER_URL);
-  url.pathname = `/${dbName}`;
-  return url.toString();
-}
-
-async function onServer(sql: string): Promise<void> {
-  const client = new Client({ connectionString: SERVER_URL });
-  await client.connect();
-  try {
-    await client.query(sql);
-  } finally {
-    await client.end();
-  }
-}
-
-function printTable(results: readonly ConfigResult[]): void {
-  const header = ['writers', 'store ops/s', 'base ops/s', 'store/base', 'store p50', 'store p99', 'base p50', 'base p99'];
+function printResults(results: readonly ConfigResult[]): void {
   const ms = (v: number) => `${v.toFixed(2)} ms`;
-  const rows = results.map((r) => [
-    String(r.writers),
-    r.store.opsPerSec.toFixed(0),
-    r.baseline.opsPerSec.toFixed(0),
-    r.ratio.toFixed(2),
-    ms(r.store.p50Ms),
-    ms(r.store.p99Ms),
-    ms(r.baseline.p50Ms),
-    ms(r.baseline.p99Ms),
-  ]);
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i].length)));
-  const line = (cells: readonly string[]) => cells.map((c, i) => c.padStart(widths[i])).join('  ');
-  console.log(line(header));
-  console.log(widths.map((w) => '-'.repeat(w)).join('  '));
-  for (const row of rows) console.log(line(row));
+  printTable(
+    ['writers', 'store ops/s', 'base ops/s', 'store/base', 'store p50', 'store p99', 'base p50', 'base p99'],
+    results.map((r) => [
+      String(r.writers),
+      r.store.opsPerSec.toFixed(0),
+      r.baseline.opsPerSec.toFixed(0),
+      r.ratio.toFixed(2),
+      ms(r.store.p50Ms),
+      ms(r.store.p99Ms),
+      ms(r.baseline.p50Ms),
+      ms(r.baseline.p99Ms),
+    ]),
+  );
 }
 
 async function main(): Promise<void> {
@@ -261,7 +213,7 @@ async function main(): Promise<void> {
       results.push({ writers, store: summarize(storeRuns), baseline: summarize(baselineRuns), ratio });
     }
 
-    printTable(results);
+    printResults(results);
     console.log('\nops/s, p50 and p99: medians over runs; store/base: median of the per-run ratios of ops/s.');
     if (options.json !== null) {
       writeFileSync(options.json, `${JSON.stringify({ options, poolSize: POOL_SIZE, results }, null, 2)}\n`);

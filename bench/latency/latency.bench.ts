@@ -17,6 +17,7 @@ import { HttpClient } from '../support/http';
 import { DEFAULT_PEER_SETTINGS, type PeerProducer, type PeerVariant, newEvents, startPeerProducer, startPeerWorker } from '../support/peers';
 import { dropDatabase, freshDatabase, serverSettings } from '../support/postgres';
 import { type Frame, type PushedJob, RunnerSocket } from '../support/runner-socket';
+import { COMMON_FLAGS, counts, parseFlags, pick } from '../support/args';
 import { NATS_URL, deleteJetStream } from '../support/runway-deployment';
 import { BENCH_ADMIN_TOKEN, RunwayServer } from '../support/runway-server';
 import { createTenant, jobBody } from '../support/runway-tenant';
@@ -37,33 +38,17 @@ interface Options {
 }
 
 function parseArgs(argv: readonly string[]): Options {
-  const options: Options = { smoke: false, jobs: 2_000, warmup: 50, settleMs: 5, runners: [1, 8], systems: [...SYSTEMS], json: null };
-  for (let i = 0; i < argv.length; i++) {
-    const flag = argv[i];
-    const value = (): string => {
-      const next = argv[++i];
-      if (next === undefined) throw new Error(`${flag} needs a value`);
-      return next;
-    };
-    const positive = (text: string): number => {
-      const n = Number(text);
-      if (!Number.isInteger(n) || n <= 0) throw new Error(`${flag} needs a positive integer, got ${text}`);
-      return n;
-    };
-    const list = (text: string) => text.split(',').map((s) => s.trim()).filter((s) => s !== '');
-    if (flag === '--smoke') options.smoke = true;
-    else if (flag === '--jobs') options.jobs = positive(value());
-    else if (flag === '--warmup') options.warmup = positive(value());
-    else if (flag === '--settle') options.settleMs = Number(value());
-    else if (flag === '--runners') options.runners = list(value()).map(positive);
-    else if (flag === '--systems') {
-      const names = list(value());
-      for (const name of names) if (!(SYSTEMS as readonly string[]).includes(name)) throw new Error(`unknown system ${name} (known: ${SYSTEMS.join(', ')})`);
-      options.systems = SYSTEMS.filter((s) => names.includes(s));
-    } else if (flag === '--json') options.json = value();
-    else if (flag === '--seconds' || flag === '--runs') value(); // bench/run.ts passes these to every benchmark
-    else throw new Error(`unknown flag ${flag} (known: --smoke, --jobs N, --warmup N, --settle MS, --runners LIST, --systems LIST, --json FILE)`);
-  }
+  // --seconds and --runs: bench/run.ts passes them to every benchmark; a run here is a number of jobs.
+  const flags = parseFlags(argv, { ...COMMON_FLAGS, '--jobs': 'count', '--warmup': 'count', '--settle': 'whole', '--runners': 'list', '--systems': 'list' });
+  const options: Options = {
+    smoke: flags['--smoke'] ?? false,
+    jobs: flags['--jobs'] ?? 2_000,
+    warmup: flags['--warmup'] ?? 50,
+    settleMs: flags['--settle'] ?? 5,
+    runners: flags['--runners'] ? counts('--runners', flags['--runners']) : [1, 8],
+    systems: flags['--systems'] ? pick('--systems', flags['--systems'], SYSTEMS) : [...SYSTEMS],
+    json: flags['--json'] ?? null,
+  };
   if (options.smoke) Object.assign(options, { jobs: 30, warmup: 5, runners: [2] });
   return options;
 }

@@ -23,8 +23,10 @@ import { ProjectionRebuilder, type RebuildReport } from '../../src/modules/proje
 import { ALL_PROJECTIONS, ASYNC_PROJECTIONS, checkpointName } from '../../src/modules/projections/registry';
 import { HISTORY_VERSION, type HistoryReport, writeHistory } from './history';
 import { TimedDb } from './sql-timer';
+import { COMMON_FLAGS, parseFlags } from '../support/args';
+import { SERVER_URL, withDatabase } from '../support/postgres';
+import { median } from '../support/stats';
 
-const SERVER_URL = process.env.RUNWAY_BENCH_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 /** The rebuilder's batch (`BATCH` in src/modules/projections/rebuild.ts, not exported): the scans read the same. */
 const BATCH = 5_000;
 const FULL_EVENTS = 1_000_000;
@@ -43,31 +45,27 @@ interface Options {
 }
 
 function parseArgs(argv: readonly string[]): Options {
-  const options: Options = { smoke: false, runs: 3, rebuildRuns: 1, events: FULL_EVENTS, writers: 8, regenerate: false, profile: false, catchUp: false, json: null };
-  for (let i = 0; i < argv.length; i++) {
-    const flag = argv[i];
-    const value = (): string => {
-      const next = argv[++i];
-      if (next === undefined) throw new Error(`${flag} needs a value`);
-      return next;
-    };
-    const positive = (text: string): number => {
-      const n = Number(text);
-      if (!Number.isInteger(n) || n <= 0) throw new Error(`${flag} needs a positive integer, got ${text}`);
-      return n;
-    };
-    if (flag === '--smoke') options.smoke = true;
-    else if (flag === '--runs') options.runs = positive(value());
-    else if (flag === '--rebuild-runs') options.rebuildRuns = positive(value());
-    else if (flag === '--events') options.events = positive(value());
-    else if (flag === '--writers') options.writers = positive(value());
-    else if (flag === '--regenerate') options.regenerate = true;
-    else if (flag === '--profile') options.profile = true;
-    else if (flag === '--catch-up') options.catchUp = true;
-    else if (flag === '--json') options.json = value();
-    else if (flag === '--seconds') value(); // bench/run.ts passes it to every benchmark; runs here are whole passes
-    else throw new Error(`unknown flag ${flag} (known: --smoke, --runs N, --rebuild-runs N, --events N, --writers N, --regenerate, --profile, --catch-up, --json FILE)`);
-  }
+  // --seconds: bench/run.ts passes it to every benchmark; runs here are whole passes, so it is ignored.
+  const flags = parseFlags(argv, {
+    ...COMMON_FLAGS,
+    '--rebuild-runs': 'count',
+    '--events': 'count',
+    '--writers': 'count',
+    '--regenerate': 'switch',
+    '--profile': 'switch',
+    '--catch-up': 'switch',
+  });
+  const options: Options = {
+    smoke: flags['--smoke'] ?? false,
+    runs: flags['--runs'] ?? 3,
+    rebuildRuns: flags['--rebuild-runs'] ?? 1,
+    events: flags['--events'] ?? FULL_EVENTS,
+    writers: flags['--writers'] ?? 8,
+    regenerate: flags['--regenerate'] ?? false,
+    profile: flags['--profile'] ?? false,
+    catchUp: flags['--catch-up'] ?? false,
+    json: flags['--json'] ?? null,
+  };
   // --smoke wins: CI must stay small whatever else is passed.
   if (options.smoke) Object.assign(options, { runs: 1, rebuildRuns: 1, events: SMOKE_EVENTS, profile: false });
   return options;
@@ -82,20 +80,8 @@ interface Pass {
 
 const pass = (events: number, seconds: number): Pass => ({ events, seconds, eventsPerSec: events / seconds });
 
-function median(values: readonly number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = sorted.length >> 1;
-  return sorted.length % 2 === 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
-}
-
 function summarize(runs: readonly Pass[]) {
   return { events: median(runs.map((r) => r.events)), seconds: median(runs.map((r) => r.seconds)), eventsPerSec: median(runs.map((r) => r.eventsPerSec)), runs };
-}
-
-function withDatabase(name: string): string {
-  const url = new URL(SERVER_URL);
-  url.pathname = `/${name}`;
-  return url.toString();
 }
 
 async function onServer<T>(work: (client: Client) => Promise<T>): Promise<T> {

@@ -8,13 +8,14 @@
 /**
  * - `switch`: present or not (`--smoke`);
  * - `count`: a positive whole number (`--runs 3`);
+ * - `whole`: a whole number, 0 or more (`--settle 0`);
  * - `number`: a positive number (`--seconds 2.5`);
  * - `list`: comma-separated words, empty ones dropped (`--rates 1000,5000,max`);
  * - `text`: any one value (`--json out.json`).
  */
-export type FlagKind = 'switch' | 'count' | 'number' | 'list' | 'text';
+export type FlagKind = 'switch' | 'count' | 'whole' | 'number' | 'list' | 'text';
 
-type FlagValue<K extends FlagKind> = K extends 'switch' ? boolean : K extends 'count' | 'number' ? number : K extends 'list' ? string[] : string;
+type FlagValue<K extends FlagKind> = K extends 'switch' ? boolean : K extends 'count' | 'whole' | 'number' ? number : K extends 'list' ? string[] : string;
 
 export type Flags<S extends Record<string, FlagKind>> = { [F in keyof S]?: FlagValue<S[F]> };
 
@@ -43,6 +44,10 @@ export function parseFlags<S extends Record<string, FlagKind>>(argv: readonly st
         throw new Error(`${flag} needs a positive ${kind === 'count' ? 'whole number' : 'number'}, got ${text}`);
       }
       given[flag] = n;
+    } else if (kind === 'whole') {
+      const n = Number(text);
+      if (!Number.isInteger(n) || n < 0) throw new Error(`${flag} needs a whole number (0 or more), got ${text}`);
+      given[flag] = n;
     } else if (kind === 'list') {
       given[flag] = text.split(',').map((s) => s.trim()).filter((s) => s !== '');
     } else {
@@ -50,6 +55,12 @@ export function parseFlags<S extends Record<string, FlagKind>>(argv: readonly st
     }
   }
   return given as Flags<S>;
+}
+
+/** The names in `given`, each one of `known` (in `known`'s order), for `list` flags that pick from a set. */
+export function pick<T extends string>(flag: string, given: readonly string[], known: readonly T[]): T[] {
+  for (const name of given) if (!(known as readonly string[]).includes(name)) throw new Error(`${flag}: unknown ${name} (known: ${known.join(', ')})`);
+  return known.filter((name) => given.includes(name));
 }
 
 /** A comma-separated list of positive whole numbers (`--levels 1000,5000`), for `list` flags. */

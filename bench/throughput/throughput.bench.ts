@@ -19,6 +19,7 @@ import { HttpClient } from '../support/http';
 import { DEFAULT_PEER_SETTINGS, type PeerKind, type PeerProducer, type PeerSettings, type PeerVariant, describePeer, startPeerProducer } from '../support/peers';
 import { ProcessCpu, ownCpuSince } from '../support/cpu';
 import { type DatabaseUsage, benchPool, databaseSampler, dropDatabase, freshDatabase, serverSettings } from '../support/postgres';
+import { COMMON_FLAGS, counts, parseFlags, pick } from '../support/args';
 import { NATS_URL, deleteJetStream } from '../support/runway-deployment';
 import { BENCH_ADMIN_TOKEN, RunwayServer } from '../support/runway-server';
 import { type Tenant, createTenant, jobBody } from '../support/runway-tenant';
@@ -45,54 +46,33 @@ interface Options {
 }
 
 function parseArgs(argv: readonly string[]): Options {
+  // --seconds: bench/run.ts passes it to every benchmark; a run here is a number of jobs.
+  const flags = parseFlags(argv, {
+    ...COMMON_FLAGS,
+    '--jobs': 'count',
+    '--runners': 'list',
+    '--systems': 'list',
+    '--concurrency': 'count',
+    '--cap': 'number',
+    '--cpu-prof': 'text',
+    '--graphile-local-queue': 'count',
+    '--boss-batch': 'count',
+  });
   const options: Options = {
-    smoke: false,
-    runs: 3,
-    jobs: 1_000,
-    runners: [1, 8, 64],
-    systems: [...SYSTEMS],
-    concurrency: 16,
-    capSeconds: 20,
-    cpuProfDir: null,
-    json: null,
-    peer: { ...DEFAULT_PEER_SETTINGS },
+    smoke: flags['--smoke'] ?? false,
+    runs: flags['--runs'] ?? 3,
+    jobs: flags['--jobs'] ?? 1_000,
+    runners: flags['--runners'] ? counts('--runners', flags['--runners']) : [1, 8, 64],
+    systems: flags['--systems'] ? pick('--systems', flags['--systems'], SYSTEMS) : [...SYSTEMS],
+    concurrency: flags['--concurrency'] ?? 16,
+    capSeconds: flags['--cap'] ?? 20,
+    cpuProfDir: flags['--cpu-prof'] ?? null,
+    json: flags['--json'] ?? null,
+    peer: {
+      graphileLocalQueue: flags['--graphile-local-queue'] ?? DEFAULT_PEER_SETTINGS.graphileLocalQueue,
+      bossBatchSize: flags['--boss-batch'] ?? DEFAULT_PEER_SETTINGS.bossBatchSize,
+    },
   };
-  const given = new Set<string>();
-  for (let i = 0; i < argv.length; i++) {
-    const flag = argv[i];
-    given.add(flag);
-    const value = (): string => {
-      const next = argv[++i];
-      if (next === undefined) throw new Error(`${flag} needs a value`);
-      return next;
-    };
-    const positive = (text: string): number => {
-      const n = Number(text);
-      if (!Number.isFinite(n) || n <= 0) throw new Error(`${flag} needs a positive number, got ${text}`);
-      return n;
-    };
-    const list = (text: string) => text.split(',').map((s) => s.trim()).filter((s) => s !== '');
-    if (flag === '--smoke') options.smoke = true;
-    else if (flag === '--runs') options.runs = Math.ceil(positive(value()));
-    else if (flag === '--jobs') options.jobs = Math.ceil(positive(value()));
-    else if (flag === '--runners') options.runners = list(value()).map((s) => Math.ceil(positive(s)));
-    else if (flag === '--systems') {
-      const names = list(value());
-      for (const name of names) if (!(SYSTEMS as readonly string[]).includes(name)) throw new Error(`unknown system ${name} (known: ${SYSTEMS.join(', ')})`);
-      options.systems = SYSTEMS.filter((s) => names.includes(s));
-    } else if (flag === '--concurrency') options.concurrency = Math.ceil(positive(value()));
-    else if (flag === '--cap') options.capSeconds = positive(value());
-    else if (flag === '--cpu-prof') options.cpuProfDir = value();
-    else if (flag === '--graphile-local-queue') options.peer.graphileLocalQueue = Math.ceil(positive(value()));
-    else if (flag === '--boss-batch') options.peer.bossBatchSize = Math.ceil(positive(value()));
-    else if (flag === '--json') options.json = value();
-    else if (flag === '--seconds') value(); // bench/run.ts passes it to every benchmark; a run here is a number of jobs
-    else
-      throw new Error(
-        `unknown flag ${flag} (known: --smoke, --runs N, --jobs N, --runners LIST, --systems LIST, --concurrency N, --cap S, ` +
-          `--cpu-prof DIR, --graphile-local-queue N, --boss-batch N, --json FILE)`,
-      );
-  }
   // --smoke wins: CI must stay small whatever else is passed (but --systems still narrows it).
   if (options.smoke) Object.assign(options, { runs: 1, jobs: 40, runners: [2], capSeconds: 3, cpuProfDir: null });
   return options;
