@@ -4,9 +4,9 @@ import { AuditRepository, STREAMS_START } from '../../src/modules/audit/audit.re
 import { AuditService } from '../../src/modules/audit/audit.service';
 import { EventStore } from '../../src/modules/event-store/event-store';
 import { Liveness } from '../../src/modules/liveness/liveness';
-import { type TestApp, admin, bearer, startTestApp } from '../support/app';
+import { type TestApp, admin, bearer } from '../support/app';
 import { Fixtures } from '../support/fixtures';
-import { TestRunner } from '../support/runner-client';
+import { appSuite } from '../support/suite';
 
 const PROBLEM = /application\/problem\+json/;
 
@@ -20,27 +20,20 @@ interface AuditBody {
 }
 
 describe('job audit (GET /v1/jobs/{job}/audit)', () => {
+  const suite = appSuite({
+    RUNWAY_HEARTBEAT_INTERVAL_MS: '1000',
+    RUNWAY_HEARTBEAT_TIMEOUT_MS: '10000',
+    RUNWAY_CLAIM_TIMEOUT_MS: '20000',
+    RUNWAY_JOB_TIMEOUT_GRACE_MS: '30000',
+    RUNWAY_RUNNER_RATE_PER_MINUTE: '1000',
+  });
+  const { connect } = suite;
   let t: TestApp;
   let f: Fixtures;
   let liveness: Liveness;
-  const open: TestRunner[] = [];
-
-  beforeAll(async () => {
-    t = await startTestApp({
-      RUNWAY_HEARTBEAT_INTERVAL_MS: '1000',
-      RUNWAY_HEARTBEAT_TIMEOUT_MS: '10000',
-      RUNWAY_CLAIM_TIMEOUT_MS: '20000',
-      RUNWAY_JOB_TIMEOUT_GRACE_MS: '30000',
-      RUNWAY_RUNNER_RATE_PER_MINUTE: '1000',
-    });
-    f = new Fixtures(t);
+  beforeAll(() => {
+    ({ t, f } = suite);
     liveness = t.app.get(Liveness);
-  });
-  afterEach(async () => {
-    await Promise.all(open.splice(0).map((runner) => runner.close()));
-  });
-  afterAll(async () => {
-    await t.close();
   });
 
   /** A runner for a fresh spec, a tenant, and the runner connected. */
@@ -48,8 +41,7 @@ describe('job audit (GET /v1/jobs/{job}/audit)', () => {
     const spec = await f.spec();
     const tenant = await f.tenant();
     const runner = await f.runner([spec.slug]);
-    const socket = await TestRunner.hello(t.url, runner.token);
-    open.push(socket);
+    const socket = await connect(runner.token);
     return { spec, tenant, runner, socket };
   }
 

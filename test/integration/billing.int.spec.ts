@@ -1,8 +1,9 @@
 import { billingViews } from '../../src/modules/jobs/job.views';
 import { Liveness } from '../../src/modules/liveness/liveness';
 import { checkpointName } from '../../src/modules/projections/registry';
-import { ADMIN_TOKEN, type TestApp, admin, bearer, startTestApp } from '../support/app';
+import { ADMIN_TOKEN, type TestApp, admin, bearer } from '../support/app';
 import { Fixtures } from '../support/fixtures';
+import { appSuite } from '../support/suite';
 import { TestRunner } from '../support/runner-client';
 
 const PROBLEM = /application\/problem\+json/;
@@ -12,35 +13,27 @@ type Tenant = Awaited<ReturnType<Fixtures['tenant']>>;
 type Project = Tenant['project'];
 
 describe('usage (billed minutes per organization)', () => {
+  const suite = appSuite({
+    // Long enough that no heartbeat timeout fires while the clock jumps over a run.
+    RUNWAY_HEARTBEAT_TIMEOUT_MS: '3600000',
+    RUNWAY_CLAIM_TIMEOUT_MS: '20000',
+    RUNWAY_JOB_TIMEOUT_GRACE_MS: '30000',
+    RUNWAY_RUNNER_RATE_PER_MINUTE: '1000',
+  });
+  const { connect } = suite;
   let t: TestApp;
   let f: Fixtures;
   let liveness: Liveness;
-  const open: TestRunner[] = [];
-
-  beforeAll(async () => {
-    t = await startTestApp({
-      // Long enough that no heartbeat timeout fires while the clock jumps over a run.
-      RUNWAY_HEARTBEAT_TIMEOUT_MS: '3600000',
-      RUNWAY_CLAIM_TIMEOUT_MS: '20000',
-      RUNWAY_JOB_TIMEOUT_GRACE_MS: '30000',
-      RUNWAY_RUNNER_RATE_PER_MINUTE: '1000',
-    });
-    f = new Fixtures(t);
+  beforeAll(() => {
+    ({ t, f } = suite);
     liveness = t.app.get(Liveness);
-  });
-  afterEach(async () => {
-    await Promise.all(open.splice(0).map((runner) => runner.close()));
-  });
-  afterAll(async () => {
-    await t.close();
   });
 
   /** A spec, a runner for it, connected. */
   async function runner() {
     const spec = await f.spec();
     const registered = await f.runner([spec.slug]);
-    const socket = await TestRunner.hello(t.url, registered.token);
-    open.push(socket);
+    const socket = await connect(registered.token);
     return { spec, runner: registered, socket };
   }
 

@@ -2,38 +2,24 @@ import { createHash } from 'node:crypto';
 import { Liveness } from '../../src/modules/liveness/liveness';
 import { type TestApp, admin, bearer, projectorsCaughtUp, startTestApp } from '../support/app';
 import { Fixtures } from '../support/fixtures';
+import { appSuite } from '../support/suite';
 import { TestRunner } from '../support/runner-client';
 
 const sha256 = (s: string) => createHash('sha256').update(s).digest('hex');
 
 describe('runner gateway (one process, in-process bus)', () => {
+  const suite = appSuite({
+    RUNWAY_MAX_MESSAGE_BYTES: String(512 * 1024),
+    RUNWAY_HEARTBEAT_INTERVAL_MS: '1000',
+    RUNWAY_HEARTBEAT_TIMEOUT_MS: '10000',
+    RUNWAY_CLAIM_TIMEOUT_MS: '20000',
+    RUNWAY_JOB_TIMEOUT_GRACE_MS: '30000',
+    RUNWAY_RUNNER_RATE_PER_MINUTE: '1000',
+  });
+  const { open, connect } = suite;
   let t: TestApp;
   let f: Fixtures;
-  const open: TestRunner[] = [];
-
-  beforeAll(async () => {
-    t = await startTestApp({
-      RUNWAY_MAX_MESSAGE_BYTES: String(512 * 1024),
-      RUNWAY_HEARTBEAT_INTERVAL_MS: '1000',
-      RUNWAY_HEARTBEAT_TIMEOUT_MS: '10000',
-      RUNWAY_CLAIM_TIMEOUT_MS: '20000',
-      RUNWAY_JOB_TIMEOUT_GRACE_MS: '30000',
-      RUNWAY_RUNNER_RATE_PER_MINUTE: '1000',
-    });
-    f = new Fixtures(t);
-  });
-  afterEach(async () => {
-    await Promise.all(open.splice(0).map((runner) => runner.close()));
-  });
-  afterAll(async () => {
-    await t.close();
-  });
-
-  async function connect(token: string): Promise<TestRunner> {
-    const runner = await TestRunner.hello(t.url, token);
-    open.push(runner);
-    return runner;
-  }
+  beforeAll(() => ({ t, f } = suite));
 
   /** A runner for a fresh spec, a tenant, and that runner waiting for work. */
   async function setup(plan = 'team') {

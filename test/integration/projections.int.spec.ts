@@ -9,8 +9,9 @@ import { EventStore } from '../../src/modules/event-store/event-store';
 import { Liveness } from '../../src/modules/liveness/liveness';
 import { ProjectionRebuilder } from '../../src/modules/projections/rebuild';
 import { ALL_PROJECTIONS, ASYNC_PROJECTIONS, checkpointName } from '../../src/modules/projections/registry';
-import { type TestApp, admin, bearer, projectorsCaughtUp, startTestApp } from '../support/app';
+import { type TestApp, admin, bearer, projectorsCaughtUp } from '../support/app';
 import { Fixtures } from '../support/fixtures';
+import { appSuite } from '../support/suite';
 import { type Frame, TestRunner } from '../support/runner-client';
 
 /** A small deterministic generator, so a failing history can be replayed. */
@@ -23,27 +24,18 @@ function random(seed: number): () => number {
 }
 
 describe('projections: views derived from the log, rebuilt and compared', () => {
+  const suite = appSuite({
+    RUNWAY_HEARTBEAT_TIMEOUT_MS: '10000',
+    RUNWAY_CLAIM_TIMEOUT_MS: '20000',
+    RUNWAY_JOB_TIMEOUT_GRACE_MS: '5000',
+    RUNWAY_RUNNER_RATE_PER_MINUTE: '100000',
+    RUNWAY_RUNNER_RATE_PER_HOUR: '100000',
+    RUNWAY_RUNNER_RATE_PER_DAY: '100000',
+  });
+  const { open } = suite;
   let t: TestApp;
   let f: Fixtures;
-  const open: TestRunner[] = [];
-
-  beforeAll(async () => {
-    t = await startTestApp({
-      RUNWAY_HEARTBEAT_TIMEOUT_MS: '10000',
-      RUNWAY_CLAIM_TIMEOUT_MS: '20000',
-      RUNWAY_JOB_TIMEOUT_GRACE_MS: '5000',
-      RUNWAY_RUNNER_RATE_PER_MINUTE: '100000',
-      RUNWAY_RUNNER_RATE_PER_HOUR: '100000',
-      RUNWAY_RUNNER_RATE_PER_DAY: '100000',
-    });
-    f = new Fixtures(t);
-  });
-  afterEach(async () => {
-    await Promise.all(open.splice(0).map((runner) => runner.close()));
-  });
-  afterAll(async () => {
-    await t.close();
-  });
+  beforeAll(() => ({ t, f } = suite));
 
   const caughtUp = () => projectorsCaughtUp(t);
 

@@ -1,5 +1,6 @@
-import { type TestApp, admin, bearer, startTestApp } from '../support/app';
+import { type TestApp, admin, bearer } from '../support/app';
 import { Fixtures } from '../support/fixtures';
+import { appSuite } from '../support/suite';
 import { TestRunner } from '../support/runner-client';
 
 interface QueueItem {
@@ -24,31 +25,16 @@ interface QueueBody {
 type Tenant = Awaited<ReturnType<Fixtures['tenant']>>;
 
 describe('queue view (claim order, eta, waitingFor)', () => {
+  const suite = appSuite({
+    // The manual clock moves minutes in these tests: nothing may time out meanwhile.
+    RUNWAY_HEARTBEAT_TIMEOUT_MS: '86400000',
+    RUNWAY_CLAIM_TIMEOUT_MS: '86400000',
+    RUNWAY_RUNNER_RATE_PER_MINUTE: '1000',
+  });
+  const { connect } = suite;
   let t: TestApp;
   let f: Fixtures;
-  const open: TestRunner[] = [];
-
-  beforeAll(async () => {
-    t = await startTestApp({
-      // The manual clock moves minutes in these tests: nothing may time out meanwhile.
-      RUNWAY_HEARTBEAT_TIMEOUT_MS: '86400000',
-      RUNWAY_CLAIM_TIMEOUT_MS: '86400000',
-      RUNWAY_RUNNER_RATE_PER_MINUTE: '1000',
-    });
-    f = new Fixtures(t);
-  });
-  afterEach(async () => {
-    await Promise.all(open.splice(0).map((runner) => runner.close()));
-  });
-  afterAll(async () => {
-    await t.close();
-  });
-
-  async function connect(token: string): Promise<TestRunner> {
-    const runner = await TestRunner.hello(t.url, token);
-    open.push(runner);
-    return runner;
-  }
+  beforeAll(() => ({ t, f } = suite));
 
   /** A runner of the spec that is connected and never asks for work. */
   async function idleRunner(spec: string): Promise<TestRunner> {
