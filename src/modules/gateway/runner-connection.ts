@@ -21,8 +21,6 @@ export class RunnerConnection {
   hello: { version: string; capacity: number; fingerprint: Record<string, unknown> } | null = null;
   /** Slugs of the specs the runner serves, read at `hello`. */
   specs = new Set<string>();
-  /** The runner asked for work and has not been given a job since. */
-  waiting = false;
   claiming = false;
   claimAgain = false;
   alive = true;

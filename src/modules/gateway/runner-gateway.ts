@@ -392,7 +392,7 @@ export class RunnerGateway implements OnApplicationBootstrap, BeforeApplicationS
       let outcome: 'nothing' | 'runner_full' | 'busy' = 'busy';
       do {
         connection.claimAgain = false;
-        if (!connection.waiting || connection.socket.readyState !== connection.socket.OPEN) return outcome;
+        if (!this.waiting.has(connection) || connection.socket.readyState !== connection.socket.OPEN) return outcome;
         const claim = await this.runnerJobs.claim(connection.runnerId, connection.hello?.capacity ?? 1, this.metadata(connection));
         if (claim.job !== null) {
           this.setWaiting(connection, false);
@@ -412,7 +412,6 @@ export class RunnerGateway implements OnApplicationBootstrap, BeforeApplicationS
   }
 
   private setWaiting(connection: RunnerConnection, waiting: boolean): void {
-    connection.waiting = waiting;
     // Re-adding moves a runner that asks again to the back: the longest waiting is served first.
     this.waiting.delete(connection);
     if (waiting) this.waiting.add(connection);
