@@ -10,7 +10,7 @@ import { type AgentTiming, EXIT, RunnerAgent } from './agent';
 import { NO_EXECUTOR_ERROR } from './job-run';
 import { silentLog } from './log';
 import { type AgentFlags, resolveAgentOptions } from './options';
-import { parseProcStat } from './process-group';
+import { processGone as gone } from './process-group';
 
 /**
  * The agent against a scripted server: a real WebSocket server in this process that plays the
@@ -153,19 +153,6 @@ function agent(urls: string[], flags: AgentFlags = {}): { agent: RunnerAgent; ex
 
 const jobId = () => `00000000-0000-7000-8000-${String(++counter).padStart(12, '0')}`;
 const job = (cmd: string, extra: Record<string, unknown> = {}) => ({ id: jobId(), attempt: 1, spec: 's', image: null, cmd: ['sh', '-c', cmd], entrypoint: null, env: {}, timeout: 60, filePaths: [], ...extra });
-
-function gone(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch {
-    return true;
-  }
-  try {
-    return parseProcStat(readFileSync(`/proc/${pid}/stat`, 'utf8'))?.state === 'Z';
-  } catch {
-    return true;
-  }
-}
 
 async function waitFor(condition: () => boolean, timeoutMs = 5_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import type { JobPayload } from '../modules/gateway/protocol';
 import { JobRun, type JobRunSettings, NO_EXECUTOR_ERROR, type RunEnd } from './job-run';
 import { silentLog } from './log';
-import { parseProcStat } from './process-group';
+import { processGone as gone } from './process-group';
 
 let root: string;
 let pidDir: string;
@@ -55,19 +55,6 @@ const ended = (end: RunEnd) => {
   if (end.kind !== 'ended') throw new Error(`expected the job to run, got ${JSON.stringify(end)}`);
   return end;
 };
-
-function gone(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch {
-    return true;
-  }
-  try {
-    return parseProcStat(readFileSync(`/proc/${pid}/stat`, 'utf8'))?.state === 'Z';
-  } catch {
-    return true;
-  }
-}
 
 describe('JobRun (real processes)', () => {
   it('runs the command in a fresh work directory with a minimal environment, captures output and files, then removes the directory', async () => {

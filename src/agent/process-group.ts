@@ -48,6 +48,20 @@ export function parseProcStat(stat: string): { state: string; pgrp: number } | n
   return { state: fields[0], pgrp };
 }
 
+/** Whether the process is gone, or a zombie nobody reaps (an init that does not reap orphans): dead either way. */
+export function processGone(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+  } catch {
+    return true;
+  }
+  try {
+    return parseProcStat(readFileSync(`/proc/${pid}/stat`, 'utf8'))?.state === 'Z';
+  } catch {
+    return true;
+  }
+}
+
 /** Whether any process of the group still lives. */
 export function groupAlive(pgid: number): boolean {
   try {

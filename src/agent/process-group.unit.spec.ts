@@ -1,6 +1,5 @@
 import { spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
-import { groupAlive, parseProcStat, terminateGroup } from './process-group';
+import { groupAlive, parseProcStat, processGone as gone, terminateGroup } from './process-group';
 
 /** Starts `sh -c script` in a group of its own; resolves with its pid once it printed its first line. */
 function startGroup(script: string): Promise<{ pid: number; firstLine: string }> {
@@ -49,16 +48,3 @@ describe('terminateGroup (real processes)', () => {
   });
 });
 
-/** Gone, or a zombie nobody reaps (an init that does not reap orphans): dead either way. */
-function gone(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch {
-    return true;
-  }
-  try {
-    return parseProcStat(readFileSync(`/proc/${pid}/stat`, 'utf8'))?.state === 'Z';
-  } catch {
-    return true;
-  }
-}
