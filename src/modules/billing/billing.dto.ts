@@ -1,5 +1,6 @@
 import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
-import { IsOptional, IsString, Length } from 'class-validator';
+import { IsString, Length } from 'class-validator';
+import { IsOmittable } from '../../common/optional';
 import type { ProjectUsageRow } from './billing.repository';
 
 export class UsageQuery {
@@ -7,13 +8,13 @@ export class UsageQuery {
     description: 'ISO-8601 date or time, inclusive; default: the start of the current UTC month',
     example: '2026-05-01T00:00:00Z',
   })
-  @IsOptional()
+  @IsOmittable()
   @IsString()
   @Length(1, 64)
   from?: string;
 
   @ApiPropertyOptional({ description: 'ISO-8601 date or time, exclusive; default: now; at most 366 days after from', example: '2026-06-01T00:00:00Z' })
-  @IsOptional()
+  @IsOmittable()
   @IsString()
   @Length(1, 64)
   to?: string;

@@ -6,13 +6,13 @@ import {
   IsArray,
   IsIn,
   IsInt,
-  IsOptional,
   IsString,
   Length,
   Matches,
   Max,
   Min,
 } from 'class-validator';
+import { IsOmittable } from '../../common/optional';
 import type { JobStatus } from '../../machines/job.machine';
 import { IsEnvMap, NoNullCharacters } from '../http/dto';
 import type { QueueInfo } from '../queue/queue-view';
@@ -30,7 +30,7 @@ export class SubmitJobDto {
   spec: string;
 
   @ApiPropertyOptional({ description: 'OCI image pinned by digest', example: 'ghcr.io/acme/bench@sha256:' + '0'.repeat(64) })
-  @IsOptional()
+  @IsOmittable()
   @IsString()
   @Matches(PINNED_IMAGE, { message: 'image must be an OCI reference pinned by digest (...@sha256:<64 hex>)' })
   image?: string;
@@ -45,7 +45,7 @@ export class SubmitJobDto {
   cmd: string[];
 
   @ApiPropertyOptional({ type: [String] })
-  @IsOptional()
+  @IsOmittable()
   @IsArray()
   @ArrayMinSize(1)
   @ArrayMaxSize(64)
@@ -55,20 +55,20 @@ export class SubmitJobDto {
   entrypoint?: string[];
 
   @ApiPropertyOptional({ type: 'object', additionalProperties: { type: 'string' } })
-  @IsOptional()
+  @IsOmittable()
   @IsEnvMap(256)
   @NoNullCharacters()
   env?: Record<string, string>;
 
   @ApiPropertyOptional({ description: 'seconds; capped by the plan (free 900, unclaimed 300)', minimum: 1 })
-  @IsOptional()
+  @IsOmittable()
   @IsInt()
   @Min(1)
   @Max(2_147_483_647)
   timeout?: number;
 
   @ApiPropertyOptional({ type: [String], description: 'files the runner reads back after the job' })
-  @IsOptional()
+  @IsOmittable()
   @IsArray()
   @ArrayMaxSize(255)
   @IsString({ each: true })
@@ -77,7 +77,7 @@ export class SubmitJobDto {
   filePaths?: string[];
 
   @ApiPropertyOptional({ minimum: 1, maximum: 5, default: 1 })
-  @IsOptional()
+  @IsOmittable()
   @IsInt()
   @Min(1)
   @Max(5)
@@ -86,12 +86,12 @@ export class SubmitJobDto {
 
 export class ListJobsQuery {
   @ApiPropertyOptional({ enum: JOB_STATUSES })
-  @IsOptional()
+  @IsOmittable()
   @IsIn(JOB_STATUSES)
   status?: JobStatus;
 
   @ApiPropertyOptional({ minimum: 1, maximum: 100, default: 50 })
-  @IsOptional()
+  @IsOmittable()
   @Type(() => Number)
   @IsInt()
   @Min(1)
@@ -99,7 +99,7 @@ export class ListJobsQuery {
   limit?: number;
 
   @ApiPropertyOptional({ description: 'nextCursor of the previous page' })
-  @IsOptional()
+  @IsOmittable()
   @IsString()
   @Length(1, 64)
   cursor?: string;

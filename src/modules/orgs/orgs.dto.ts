@@ -1,5 +1,6 @@
 import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
 import { IsIn, IsInt, IsOptional, IsString, Length, Matches, Max, Min, ValidateIf } from 'class-validator';
+import { IsOmittable } from '../../common/optional';
 import type { Plan } from '../../events/job-events';
 import { NoNullCharacters, SLUG_PATTERN } from '../http/dto';
 import type { KeyRow, OrgRow, ProjectRow } from './orgs.repository';
@@ -32,7 +33,7 @@ export class CreateOrgDto {
 
 export class UpdateOrgDto {
   @ApiPropertyOptional({ enum: PLANS })
-  @IsOptional()
+  @IsOmittable()
   @IsIn(PLANS)
   plan?: Plan;
 
@@ -46,7 +47,7 @@ export class UpdateOrgDto {
 
 export class CreateKeyDto {
   @ApiPropertyOptional({ example: 'ci' })
-  @IsOptional()
+  @IsOmittable()
   @IsString()
   @Length(1, 200)
   @NoNullCharacters()

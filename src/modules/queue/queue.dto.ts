@@ -1,6 +1,7 @@
 import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
 import { Type } from 'class-transformer';
-import { IsInt, IsOptional, IsString, Length, Max, Min } from 'class-validator';
+import { IsInt, IsString, Length, Max, Min } from 'class-validator';
+import { IsOmittable } from '../../common/optional';
 import type { QueuedJob } from './queue.repository';
 import type { QueueInfo, QueueItem, WaitingFor } from './queue-view';
 
@@ -11,7 +12,7 @@ export class QueueQuery {
   spec: string;
 
   @ApiPropertyOptional({ minimum: 1, maximum: 1000, default: 100 })
-  @IsOptional()
+  @IsOmittable()
   @Type(() => Number)
   @IsInt()
   @Min(1)
@@ -19,7 +20,7 @@ export class QueueQuery {
   limit?: number;
 
   @ApiPropertyOptional({ description: 'nextCursor of the previous page: the items after the position it ended at' })
-  @IsOptional()
+  @IsOmittable()
   @IsString()
   @Length(1, 64)
   cursor?: string;

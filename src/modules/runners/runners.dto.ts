@@ -1,5 +1,6 @@
 import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
-import { ArrayMaxSize, ArrayMinSize, ArrayUnique, IsArray, IsBoolean, IsOptional, IsString, Length, Matches } from 'class-validator';
+import { ArrayMaxSize, ArrayMinSize, ArrayUnique, IsArray, IsBoolean, IsString, Length, Matches } from 'class-validator';
+import { IsOmittable } from '../../common/optional';
 import { NoNullCharacters, SLUG_PATTERN } from '../http/dto';
 import type { RunnerRow } from './runners.repository';
 
@@ -27,14 +28,14 @@ export class CreateRunnerDto {
 
 export class UpdateRunnerDto {
   @ApiPropertyOptional()
-  @IsOptional()
+  @IsOmittable()
   @IsString()
   @Length(1, 200)
   @NoNullCharacters()
   name?: string;
 
   @ApiPropertyOptional({ type: [String] })
-  @IsOptional()
+  @IsOmittable()
   @IsArray()
   @ArrayMinSize(1)
   @ArrayMaxSize(64)
@@ -44,7 +45,7 @@ export class UpdateRunnerDto {
   specs?: string[];
 
   @ApiPropertyOptional({ description: 'an archived runner cannot connect or claim' })
-  @IsOptional()
+  @IsOmittable()
   @IsBoolean()
   archived?: boolean;
 }
