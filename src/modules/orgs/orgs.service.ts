@@ -8,7 +8,7 @@ import { UNIQUE_VIOLATION, sqlState, violatedConstraint } from '../database/db';
 import { CommandHandler } from '../event-store/command-handler';
 import type { RequestContext } from '../http/request-context';
 import { orgViews } from './org.views';
-import { ORG_STREAM, type Org, decideCreateProject, decideRevokeKey, evolveOrg, requireOrg } from './org';
+import { ORG_STREAM, type Org, decideCreateKey, decideCreateOrg, decideCreateProject, decideRevokeKey, decideUpdateOrg, evolveOrg } from './org';
 import type { CreateKeyDto, CreateOrgDto, CreateProjectDto, UpdateOrgDto } from './orgs.dto';
 import { OrgsRepository, type OrgRow, type ProjectRow } from './orgs.repository';
 
@@ -23,13 +23,9 @@ export class OrgsService {
 
   async create(dto: CreateOrgDto, ctx: RequestContext): Promise<OrgRow> {
     const orgId = this.ids.next();
-    await this.run(orgId, ctx, () => [
-      {
-        type: 'OrgCreated',
-        schemaVersion: 1,
-        data: { orgId, slug: dto.slug, name: dto.name, plan: dto.plan, maxConcurrency: dto.maxConcurrency ?? null },
-      },
-    ]);
+    await this.run(orgId, ctx, (state) =>
+      decideCreateOrg(state, { orgId, slug: dto.slug, name: dto.name, plan: dto.plan, maxConcurrency: dto.maxConcurrency ?? null }),
+    );
     return this.mustFind(orgId);
   }
 
@@ -38,15 +34,7 @@ export class OrgsService {
     if (dto.plan === undefined && dto.maxConcurrency === undefined) {
       throw new ValidationError('send plan or maxConcurrency');
     }
-    await this.run(org.id, ctx, (state) => {
-      const current = requireOrg(state);
-      const data: { plan?: Org['plan']; maxConcurrency?: number | null } = {};
-      if (dto.plan !== undefined && dto.plan !== current.plan) data.plan = dto.plan;
-      if (dto.maxConcurrency !== undefined && dto.maxConcurrency !== current.maxConcurrency) {
-        data.maxConcurrency = dto.maxConcurrency;
-      }
-      return Object.keys(data).length === 0 ? [] : [{ type: 'OrgUpdated', schemaVersion: 1, data }];
-    });
+    await this.run(org.id, ctx, (state) => decideUpdateOrg(state, { plan: dto.plan, maxConcurrency: dto.maxConcurrency }));
     return this.mustFind(org.id);
   }
 
@@ -55,10 +43,7 @@ export class OrgsService {
     const org = await this.mustFind(ref);
     const keyId = this.ids.next();
     const key = generateToken('key');
-    await this.run(org.id, ctx, (state) => {
-      requireOrg(state);
-      return [{ type: 'OrgKeyCreated', schemaVersion: 1, data: { keyId, name: dto.name ?? null, keyHash: hashToken(key) } }];
-    });
+    await this.run(org.id, ctx, (state) => decideCreateKey(state, { keyId, name: dto.name ?? null, keyHash: hashToken(key) }));
     return { id: keyId, key };
   }
 

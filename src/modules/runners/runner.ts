@@ -1,4 +1,4 @@
-import { ConflictError, NotFoundError } from '../../common/errors';
+import { ConflictError, NotFoundError, ValidationError } from '../../common/errors';
 import type { RunnerEvent } from '../../events/runner-events';
 
 /** A runner's state, folded from its stream. */
@@ -50,20 +50,51 @@ export function decideRotateToken(state: Runner | null, tokenHash: string): Runn
   return [{ type: 'RunnerTokenRotated', schemaVersion: 1, data: { tokenHash } }];
 }
 
+/** A new runner (the stream must be empty), serving at least one spec. */
+export function decideRegister(state: Runner | null, runner: { runnerId: string; slug: string; name: string; specIds: readonly string[]; tokenHash: string }): RunnerEvent[] {
+  if (state !== null) throw new ConflictError('this runner already exists');
+  if (typeof runner.slug !== 'string') throw invalid('slug', 'slug must be a string');
+  if (typeof runner.name !== 'string') throw invalid('name', 'name must be a string');
+  const specIds = specList(runner.specIds);
+  const { runnerId, slug, name, tokenHash } = runner;
+  return [{ type: 'RunnerRegistered', schemaVersion: 1, data: { runnerId, slug, name, specIds, tokenHash } }];
+}
+
+/**
+ * What an update asks for: a member left out keeps its value. Never null (the views keep the
+ * name and the specs a null would leave, while the fold would take the null): refused. Only
+ * what changes is appended; an update that changes nothing appends nothing.
+ */
 export function decideUpdate(
   state: Runner | null,
-  change: { name?: string; specIds?: string[]; archived?: boolean },
+  change: { name?: string | null; specIds?: readonly string[] | null; archived?: boolean | null },
 ): RunnerEvent[] {
   const runner = requireRunner(state);
+  if (change.name !== undefined && typeof change.name !== 'string') throw invalid('name', 'name must be a string');
+  if (change.archived !== undefined && typeof change.archived !== 'boolean') throw invalid('archived', 'archived must be true or false');
+  const specIds = change.specIds === undefined ? undefined : specList(change.specIds);
   const events: RunnerEvent[] = [];
   const data: { name?: string; specIds?: string[] } = {};
   if (change.name !== undefined && change.name !== runner.name) data.name = change.name;
-  if (change.specIds !== undefined && !sameSet(change.specIds, runner.specIds)) data.specIds = change.specIds;
+  if (specIds !== undefined && !sameSet(specIds, runner.specIds)) data.specIds = specIds;
   if (Object.keys(data).length > 0) events.push({ type: 'RunnerUpdated', schemaVersion: 1, data });
   if (change.archived === true && !runner.archived) events.push({ type: 'RunnerArchived', schemaVersion: 1, data: {} });
   if (change.archived === false && runner.archived) events.push({ type: 'RunnerUnarchived', schemaVersion: 1, data: {} });
   return events;
 }
+
+/**
+ * A runner's specs as the runner_specs view keeps them: spec ids (uuids compare in lower case
+ * there), each once, at least one.
+ */
+function specList(specIds: readonly string[] | null | undefined): string[] {
+  if (!Array.isArray(specIds) || specIds.some((id) => typeof id !== 'string')) throw invalid('specs', 'specs must be a list of specs');
+  const list = [...new Set(specIds.map((id: string) => id.toLowerCase()))];
+  if (list.length === 0) throw invalid('specs', 'a runner serves at least one spec');
+  return list;
+}
+
+const invalid = (field: string, message: string) => new ValidationError(message, [{ field, message }]);
 
 function sameSet(a: readonly string[], b: readonly string[]): boolean {
   return a.length === b.length && a.every((x) => b.includes(x));

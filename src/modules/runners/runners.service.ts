@@ -11,7 +11,7 @@ import { Subjects } from '../messaging/subjects';
 import type { RequestContext } from '../http/request-context';
 import { SpecsService } from '../specs/specs';
 import { runnerViews } from './runner.views';
-import { RUNNER_STREAM, type Runner, decideRotateToken, decideUpdate, evolveRunner } from './runner';
+import { RUNNER_STREAM, type Runner, decideRegister, decideRotateToken, decideUpdate, evolveRunner } from './runner';
 import type { CreateRunnerDto, UpdateRunnerDto } from './runners.dto';
 import { RunnersRepository, type RunnerRow } from './runners.repository';
 
@@ -29,16 +29,11 @@ export class RunnersService {
 
   /** Registers a runner; its token is in the answer only, the log and views keep its SHA-256. */
   async create(dto: CreateRunnerDto, ctx: RequestContext): Promise<{ runner: RunnerRow; token: string }> {
-    const specIds = await this.specIds(dto.specs);
+    // Anything but a list goes to the decider as it is, which refuses it.
+    const specIds = Array.isArray(dto.specs) ? await this.specIds(dto.specs) : dto.specs;
     const runnerId = this.ids.next();
     const token = generateToken('runner');
-    await this.run(runnerId, ctx, () => [
-      {
-        type: 'RunnerRegistered',
-        schemaVersion: 1,
-        data: { runnerId, slug: dto.slug, name: dto.name, specIds, tokenHash: hashToken(token) },
-      },
-    ]);
+    await this.run(runnerId, ctx, (state) => decideRegister(state, { runnerId, slug: dto.slug, name: dto.name, specIds, tokenHash: hashToken(token) }));
     return { runner: await this.find(runnerId), token };
   }
 
@@ -55,7 +50,8 @@ export class RunnersService {
       throw new ValidationError('send name, specs or archived');
     }
     const runner = await this.find(ref);
-    const specIds = dto.specs === undefined ? undefined : await this.specIds(dto.specs);
+    // Anything but a list (null) goes to the decider as it is, which refuses it.
+    const specIds = Array.isArray(dto.specs) ? await this.specIds(dto.specs) : dto.specs;
     await this.run(runner.id, ctx, (state) => decideUpdate(state, { name: dto.name, specIds, archived: dto.archived }));
     if (dto.archived === true) await this.revokeConnections(runner.id);
     return this.find(runner.id);

@@ -1,7 +1,7 @@
 import { Injectable } from '@nestjs/common';
 import { ApiProperty } from '@nestjs/swagger';
 import { IsBoolean, IsIn, IsInt, IsString, Length, Matches, Max, Min } from 'class-validator';
-import { ConflictError } from '../../common/errors';
+import { ConflictError, ValidationError } from '../../common/errors';
 import { IdGenerator, UUID_PATTERN } from '../../common/ids';
 import type { EventEnvelope } from '../../events/envelope';
 import { ARCHITECTURES, type Architecture, type SpecCreated, type SpecEvent } from '../../events/spec-events';
@@ -76,6 +76,29 @@ export const mapSpec = (row: SpecRow) => ({
 
 export const SPEC_STREAM = 'spec';
 
+/** A spec's state: what it was created with (specs never change). */
+export const evolveSpec = (_: SpecCreated['data'] | null, event: SpecEvent): SpecCreated['data'] => event.data;
+
+/**
+ * A new spec (the stream must be empty), with values the specs view stores as they are: whole
+ * numbers from 1 (the view's integer and bigint columns), a known architecture, a boolean.
+ */
+export function decideCreateSpec(state: SpecCreated['data'] | null, spec: SpecCreated['data']): SpecEvent[] {
+  if (state !== null) throw new ConflictError('this spec already exists');
+  const invalid = (field: string, message: string) => new ValidationError(message, [{ field, message }]);
+  if (typeof spec.slug !== 'string') throw invalid('slug', 'slug must be a string');
+  if (typeof spec.name !== 'string') throw invalid('name', 'name must be a string');
+  if (!(ARCHITECTURES as readonly unknown[]).includes(spec.architecture)) throw invalid('architecture', `architecture must be one of ${ARCHITECTURES.join(', ')}`);
+  if (!isCount(spec.cpu, 2_147_483_647)) throw invalid('cpu', 'cpu must be a whole number from 1');
+  if (!isCount(spec.memory, Number.MAX_SAFE_INTEGER)) throw invalid('memory', 'memory must be a whole number of bytes from 1');
+  if (!isCount(spec.disk, Number.MAX_SAFE_INTEGER)) throw invalid('disk', 'disk must be a whole number of bytes from 1');
+  if (typeof spec.network !== 'boolean') throw invalid('network', 'network must be true or false');
+  const { specId, slug, name, architecture, cpu, memory, disk, network } = spec;
+  return [{ type: 'SpecCreated', schemaVersion: 1, data: { specId, slug, name, architecture, cpu, memory, disk, network } }];
+}
+
+const isCount = (value: unknown, max: number): value is number => Number.isSafeInteger(value) && (value as number) >= 1 && (value as number) <= max;
+
 /** Hardware specs: classes of identical machines that jobs ask for and runners serve. */
 @Injectable()
 export class SpecsService {
@@ -87,12 +110,12 @@ export class SpecsService {
 
   async create(dto: CreateSpecDto, ctx: RequestContext): Promise<SpecRow> {
     const specId = this.ids.next();
-    const event: SpecCreated = { type: 'SpecCreated', schemaVersion: 1, data: { specId, ...dto } };
+    const { slug, name, architecture, cpu, memory, disk, network } = dto;
     try {
       await this.commands.execute<SpecCreated['data'], SpecEvent>({
         stream: { id: specId, type: SPEC_STREAM },
-        evolve: (_, e) => e.data,
-        decide: () => [event],
+        evolve: evolveSpec,
+        decide: (state) => decideCreateSpec(state, { specId, slug, name, architecture, cpu, memory, disk, network }),
         project: (tx, envelopes) => specViews.apply(tx, envelopes),
         metadata: ctx.metadata,
       });
