@@ -1,7 +1,7 @@
 import { auditCommand, type AuditJsonReport } from '../../src/commands/audit';
 import type { CommandContext } from '../../src/commands/context';
 import { rebuildProjections } from '../../src/commands/projections';
-import type { DomainEvent } from '../../src/events/envelope';
+import type { DomainEvent, EventMetadata } from '../../src/events/envelope';
 import type { OrgEvent } from '../../src/events/org-events';
 import type { RunnerEvent } from '../../src/events/runner-events';
 import { upcast } from '../../src/events/upcasters';
@@ -32,7 +32,7 @@ describe('a log holding the null updates an earlier build appended', () => {
     context = { store: t.app.get(EventStore), database: { db: t.db }, clock: t.clock } as unknown as CommandContext;
   });
 
-  const metadata = { correlationId: 'old-build', causationId: null, actor: 'admin' };
+  const metadata: EventMetadata = { correlationId: 'old-build', causationId: null, actor: 'admin' };
 
   /** Appends `event` as the earlier build did: whatever it was, with the stream's inline views. */
   async function appendAsBefore<S, E extends DomainEvent>(stream: { id: string; type: string }, evolve: (s: S | null, e: E) => S, project: typeof orgViews, event: E) {
