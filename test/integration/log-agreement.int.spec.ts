@@ -25,7 +25,7 @@ import { evolveRunner } from '../../src/modules/runners/runner';
 import type { CreateRunnerDto, UpdateRunnerDto } from '../../src/modules/runners/runners.dto';
 import { RunnersService } from '../../src/modules/runners/runners.service';
 import { type CreateSpecDto, SpecsService } from '../../src/modules/specs/specs';
-import type { TestApp } from '../support/app';
+import { type TestApp, projectorsCaughtUp } from '../support/app';
 import { appSuite } from '../support/suite';
 
 /**
@@ -327,6 +327,7 @@ describe('every command of every stream: decide, append, fold, project and audit
     ]));
     expect(refusals).toBeGreaterThan(RUNS);
 
+    await projectorsCaughtUp(t); // the rebuild compares views kept by projectors too
     const divergent: StreamReport[] = [];
     const summary = await new AuditService(audits, store).auditLog((report) => {
       if (!report.chainValid || report.divergences.length > 0) divergent.push(report);

@@ -11,7 +11,7 @@ import { ORG_STREAM, type Org, evolveOrg } from '../../src/modules/orgs/org';
 import { orgViews } from '../../src/modules/orgs/org.views';
 import { RUNNER_STREAM, type Runner, evolveRunner } from '../../src/modules/runners/runner';
 import { runnerViews } from '../../src/modules/runners/runner.views';
-import { type TestApp, admin } from '../support/app';
+import { type TestApp, projectorsCaughtUp, admin } from '../support/app';
 import { Fixtures } from '../support/fixtures';
 import { appSuite } from '../support/suite';
 
@@ -72,6 +72,7 @@ describe('a log holding the null updates an earlier build appended', () => {
     expect((await t.http.get(`/v1/orgs/${org.id}`).set(admin).expect(200)).body).toMatchObject({ plan: 'team', maxConcurrency: null });
     expect((await t.http.get(`/v1/runners/${runner.id}`).set(admin).expect(200)).body).toMatchObject({ name: 'Runner' });
 
+    await projectorsCaughtUp(t); // the rebuild compares views kept by projectors too
     // runway audit: verified, every stream, every event.
     const report = await auditLog();
     expect(report.divergentStreams).toEqual([]);
