@@ -1,5 +1,5 @@
 import { constants } from 'node:os';
-import { Backoff } from './backoff';
+import { Backoff } from '../common/backoff';
 import { Connection, type Ending } from './connection';
 import type { Fingerprint } from './fingerprint';
 import { JobRun, type JobRunSettings, MAX_TIMER_MS, type RunEnd } from './job-run';

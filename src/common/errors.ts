@@ -63,3 +63,29 @@ export class UnauthorizedError extends DomainError {
 export class ForbiddenError extends DomainError {
   readonly code = 'forbidden';
 }
+
+/**
+ * A dependency the request needs (the database) does not answer now: the request changed
+ * nothing and may be sent again after `retryAfterSeconds` (503, `Retry-After`).
+ */
+export class UnavailableError extends DomainError {
+  readonly code = 'unavailable';
+  constructor(
+    message: string,
+    readonly retryAfterSeconds = 5,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}
+
+/** Too many requests of one kind from one caller: try again after `retryAfterSeconds` (429, `Retry-After`). */
+export class RateLimitedError extends DomainError {
+  readonly code = 'rate_limited';
+  constructor(
+    message: string,
+    readonly retryAfterSeconds = 1,
+  ) {
+    super(message);
+  }
+}

@@ -1,4 +1,5 @@
 import { resolve } from 'node:path';
+import type { RateLimit } from '../common/rate-limit';
 
 /**
  * The one reader of `process.env`. Parsed and validated once at boot; a bad value fails the
@@ -21,8 +22,20 @@ export interface RunwayConfig {
   readonly claimTimeoutMs: number;
   readonly jobTimeoutGraceMs: number;
   readonly maxMessageBytes: number;
-  /** Connection attempts and claims a runner may make per minute, hour and day. */
-  readonly runnerRateLimits: { perMinute: number; perHour: number; perDay: number };
+  /**
+   * Limits on what abuse looks like, never on a healthy runner taking its next job: token
+   * buckets per instance (PROTOCOL: "Rate limits").
+   */
+  readonly rateLimits: {
+    /** WebSocket connection attempts per runner. */
+    readonly runnerConnects: RateLimit;
+    /** Claims that found nothing, per runner: past it a `ready` waits for work instead of asking again at once. */
+    readonly idleClaims: RateLimit;
+    /** Failed authentications per source address: past it every attempt from there is refused (429) until it refills. */
+    readonly authFailures: RateLimit;
+    /** REST requests per credential. */
+    readonly apiRequests: RateLimit;
+  };
   /** Frames a runner socket may send per second (well above its heartbeat rate). */
   readonly socketMessagesPerSecond: number;
   readonly logLevel: 'error' | 'warn' | 'log' | 'debug';
@@ -69,6 +82,12 @@ function url(env: Env, name: string, protocols: readonly string[]): string | und
   return raw;
 }
 
+/** A rate limit set by its sustained rate per minute; the burst follows from it (at least 1). */
+function perMinute(env: Env, name: string, fallback: number, burstOf: (rate: number) => number): RateLimit {
+  const rate = integer(env, name, fallback, 1);
+  return { perMinute: rate, burst: Math.max(1, Math.floor(burstOf(rate))) };
+}
+
 const LOG_LEVELS = ['error', 'warn', 'log', 'debug'] as const;
 
 export function loadConfig(env: Env = process.env): RunwayConfig {
@@ -107,10 +126,11 @@ export function loadConfig(env: Env = process.env): RunwayConfig {
     claimTimeoutMs: integer(env, 'RUNWAY_CLAIM_TIMEOUT_MS', 60_000, 10),
     jobTimeoutGraceMs: integer(env, 'RUNWAY_JOB_TIMEOUT_GRACE_MS', 60_000, 0),
     maxMessageBytes: integer(env, 'RUNWAY_MAX_MESSAGE_BYTES', 26_214_400, 1_024, 1_073_741_824),
-    runnerRateLimits: {
-      perMinute: integer(env, 'RUNWAY_RUNNER_RATE_PER_MINUTE', 16, 1),
-      perHour: integer(env, 'RUNWAY_RUNNER_RATE_PER_HOUR', 256, 1),
-      perDay: integer(env, 'RUNWAY_RUNNER_RATE_PER_DAY', 4_096, 1),
+    rateLimits: {
+      runnerConnects: perMinute(env, 'RUNWAY_RUNNER_CONNECTS_PER_MINUTE', 30, (rate) => rate),
+      idleClaims: perMinute(env, 'RUNWAY_RUNNER_IDLE_CLAIMS_PER_MINUTE', 60, (rate) => rate / 6),
+      authFailures: perMinute(env, 'RUNWAY_AUTH_FAILURES_PER_MINUTE', 30, (rate) => rate),
+      apiRequests: perMinute(env, 'RUNWAY_API_REQUESTS_PER_MINUTE', 6_000, (rate) => rate / 30),
     },
     socketMessagesPerSecond: Math.max(
       integer(env, 'RUNWAY_SOCKET_MESSAGES_PER_SECOND', 50, 1),

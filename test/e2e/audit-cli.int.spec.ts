@@ -23,7 +23,7 @@ describe('runway audit and runway events export', () => {
 
   beforeAll(async () => {
     assertBuilt();
-    t = await startTestApp({ RUNWAY_RUNNER_RATE_PER_MINUTE: '1000' });
+    t = await startTestApp();
     env = { DATABASE_URL: t.database.url };
     const f = new Fixtures(t);
     const spec = await f.spec();

@@ -25,7 +25,6 @@ describe('job audit (GET /v1/jobs/{job}/audit)', () => {
     RUNWAY_HEARTBEAT_TIMEOUT_MS: '10000',
     RUNWAY_CLAIM_TIMEOUT_MS: '20000',
     RUNWAY_JOB_TIMEOUT_GRACE_MS: '30000',
-    RUNWAY_RUNNER_RATE_PER_MINUTE: '1000',
   });
   const { connect } = suite;
   let t: TestApp;

@@ -18,7 +18,6 @@ describe('usage (billed minutes per organization)', () => {
     RUNWAY_HEARTBEAT_TIMEOUT_MS: '3600000',
     RUNWAY_CLAIM_TIMEOUT_MS: '20000',
     RUNWAY_JOB_TIMEOUT_GRACE_MS: '30000',
-    RUNWAY_RUNNER_RATE_PER_MINUTE: '1000',
   });
   const { connect } = suite;
   let t: TestApp;

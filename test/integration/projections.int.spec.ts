@@ -28,9 +28,7 @@ describe('projections: views derived from the log, rebuilt and compared', () => 
     RUNWAY_HEARTBEAT_TIMEOUT_MS: '10000',
     RUNWAY_CLAIM_TIMEOUT_MS: '20000',
     RUNWAY_JOB_TIMEOUT_GRACE_MS: '5000',
-    RUNWAY_RUNNER_RATE_PER_MINUTE: '100000',
-    RUNWAY_RUNNER_RATE_PER_HOUR: '100000',
-    RUNWAY_RUNNER_RATE_PER_DAY: '100000',
+    RUNWAY_RUNNER_CONNECTS_PER_MINUTE: '100000',
   });
   const { open } = suite;
   let t: TestApp;

@@ -29,7 +29,6 @@ describe('queue view (claim order, eta, waitingFor)', () => {
     // The manual clock moves minutes in these tests: nothing may time out meanwhile.
     RUNWAY_HEARTBEAT_TIMEOUT_MS: '86400000',
     RUNWAY_CLAIM_TIMEOUT_MS: '86400000',
-    RUNWAY_RUNNER_RATE_PER_MINUTE: '1000',
   });
   const { connect } = suite;
   let t: TestApp;

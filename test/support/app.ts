@@ -36,6 +36,10 @@ export async function startTestApp(env: Record<string, string> = {}): Promise<Te
     DATABASE_URL: database.url,
     RUNWAY_ADMIN_TOKEN: ADMIN_TOKEN,
     RUNWAY_DATABASE_POOL_SIZE: '8',
+    // The manual clock refills no token bucket unless a test moves it: tests of these limits set their own.
+    RUNWAY_API_REQUESTS_PER_MINUTE: '1000000000',
+    RUNWAY_AUTH_FAILURES_PER_MINUTE: '1000000000',
+    RUNWAY_RUNNER_IDLE_CLAIMS_PER_MINUTE: '1000000000',
     ...env,
   });
   const clock = new ManualClock('2026-05-01T12:00:00.000Z');

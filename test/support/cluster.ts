@@ -39,9 +39,10 @@ export function clusterEnv(databaseUrl: string, prefix: string, extra: ChildEnv 
     NATS_URL,
     RUNWAY_NATS_PREFIX: prefix,
     RUNWAY_ADMIN_TOKEN: ADMIN_TOKEN,
-    RUNWAY_RUNNER_RATE_PER_MINUTE: '100000',
-    RUNWAY_RUNNER_RATE_PER_HOUR: '100000',
-    RUNWAY_RUNNER_RATE_PER_DAY: '100000',
+    // Load from one key and many runners on one address: no test here is about these limits.
+    RUNWAY_RUNNER_CONNECTS_PER_MINUTE: '100000',
+    RUNWAY_API_REQUESTS_PER_MINUTE: '100000000',
+    RUNWAY_AUTH_FAILURES_PER_MINUTE: '100000',
     ...extra,
   };
 }

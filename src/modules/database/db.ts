@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { DatabaseError, type Pool, type PoolClient, type QueryConfig } from 'pg';
 import type { DataSource } from 'typeorm';
 import { QueryFailedError } from 'typeorm';
+import { UnavailableError } from '../../common/errors';
 
 /**
  * What repositories write SQL against: one open connection, inside a transaction or not.
@@ -43,10 +44,52 @@ class ClientSql implements Sql {
   constructor(private readonly client: PoolClient) {}
 
   async query<T>(text: string, params: readonly unknown[] = []): Promise<QueryResultRows<T>> {
-    const result = await this.client.query(statement(text, params));
-    return { rows: result.rows as T[], rowCount: result.rowCount ?? 0 };
+    try {
+      const result = await this.client.query(statement(text, params));
+      return { rows: result.rows as T[], rowCount: result.rowCount ?? 0 };
+    } catch (error) {
+      throw unavailableOr(error);
+    }
   }
 }
+
+/** SQLSTATE classes and codes that say the server, not the statement, failed. */
+const UNAVAILABLE_STATES = /^(08|53|57P0[1-4]|58)/;
+/** Node's socket errors and node-postgres's own messages for a connection that is gone or never came. */
+const UNAVAILABLE_ERRNOS = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH']);
+const UNAVAILABLE_MESSAGES = [
+  'Connection terminated',
+  'timeout exceeded when trying to connect',
+  'Client has encountered a connection error',
+  'Client was closed and is not queryable',
+  'Cannot use a pool after calling end',
+  'Query read timeout',
+  'the database is not open',
+];
+
+/**
+ * Whether `error` means the database could not be reached or dropped the connection (it is down,
+ * restarting, out of connections), as opposed to a statement it refused. Such a failure changed
+ * nothing that committed and is worth retrying later.
+ */
+export function isDatabaseUnavailable(error: unknown): boolean {
+  if (error instanceof UnavailableError) return true;
+  if (error instanceof DatabaseError) return error.code !== undefined && UNAVAILABLE_STATES.test(error.code);
+  if (!(error instanceof Error)) return false;
+  const code = (error as { code?: unknown }).code;
+  if (typeof code === 'string' && UNAVAILABLE_ERRNOS.has(code)) return true;
+  if (error instanceof AggregateError && error.errors.some(isDatabaseUnavailable)) return true;
+  return UNAVAILABLE_MESSAGES.some((text) => error.message.includes(text));
+}
+
+/** The error as callers see it: an `UnavailableError` (503) when the database is unreachable. */
+function unavailableOr(error: unknown): unknown {
+  if (error instanceof UnavailableError || !isDatabaseUnavailable(error)) return error;
+  return new UnavailableError('the database is not available; try again shortly', 5, { cause: error });
+}
+
+/** Swallows the 'error' a connection emits while checked out: the query in flight fails with it. */
+const ignoreClientError = () => undefined;
 
 /**
  * The database: one-off statements, and transactions that commit or roll back as a whole.
@@ -62,14 +105,32 @@ export class Db implements Sql {
     return pool;
   }
 
+  /** A failure to reach the database is thrown as `UnavailableError`; others as they come. */
   async query<T = Record<string, unknown>>(text: string, params: readonly unknown[] = []): Promise<QueryResultRows<T>> {
-    const result = await this.pool.query(statement(text, params));
-    return { rows: result.rows as T[], rowCount: result.rowCount ?? 0 };
+    try {
+      const result = await this.pool.query(statement(text, params));
+      return { rows: result.rows as T[], rowCount: result.rowCount ?? 0 };
+    } catch (error) {
+      throw unavailableOr(error);
+    }
   }
 
-  /** Runs `work` in one READ COMMITTED transaction; any throw rolls it back and is rethrown. */
+  /**
+   * Runs `work` in one READ COMMITTED transaction; any throw rolls it back and is rethrown (a
+   * failure to reach the database as `UnavailableError`).
+   */
   async transaction<T>(work: (tx: Sql) => Promise<T>): Promise<T> {
-    const client = await this.pool.connect();
+    let client: PoolClient;
+    try {
+      client = await this.pool.connect();
+    } catch (error) {
+      throw unavailableOr(error);
+    }
+    // The pool listens for errors of idle connections only: one that drops while checked out
+    // (the server restarts, the backend is terminated) would otherwise emit an unhandled
+    // 'error' and end the process. The query in flight fails with it, and the connection is
+    // released as broken below.
+    client.on('error', ignoreClientError);
     // A connection that could not even roll back (reset, timed out) is dropped, not reused.
     let broken: Error | undefined;
     try {
@@ -85,9 +146,12 @@ export class Db implements Sql {
         await client.query('ROLLBACK').catch((rollbackError: unknown) => {
           broken = rollbackError instanceof Error ? rollbackError : new Error(String(rollbackError));
         });
-        throw error;
+        throw unavailableOr(error);
       }
+    } catch (error) {
+      throw unavailableOr(error);
     } finally {
+      client.off('error', ignoreClientError);
       client.release(broken);
     }
   }

@@ -7,12 +7,12 @@ import { UUID_PATTERN } from '../../common/ids';
 import type { EventEnvelope } from '../../events/envelope';
 import { Authenticator } from '../auth/authenticator';
 import type { Principal } from '../auth/principal';
-import { Db } from '../database/db';
+import { Db, isDatabaseUnavailable } from '../database/db';
 import { compareLogPositions } from '../event-store/checkpoints';
 import { CommitSignal } from '../event-store/commit-signal';
 import { EventStore, LOG_START, type LogPosition } from '../event-store/event-store';
 import { Bell } from '../event-store/log-follower';
-import { UpgradeRouter, refuseUpgrade } from '../http/upgrade-router';
+import { UpgradeRouter, refuseUpgrade, refuseUpgradeFor } from '../http/upgrade-router';
 import { OrgsRepository } from '../orgs/orgs.repository';
 
 export const EVENTS_PATH = '/v1/events';
@@ -95,9 +95,9 @@ export class EventsFeed implements OnApplicationBootstrap, BeforeApplicationShut
   private async upgrade(request: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
     let principal: Principal;
     try {
-      principal = await this.authenticator.authenticate(request.headers.authorization);
+      principal = await this.authenticator.authenticate(request.headers.authorization, request.socket.remoteAddress ?? 'unknown');
     } catch (error) {
-      if (error instanceof DomainError) return refuseUpgrade(socket, 401, error.code, error.message);
+      if (error instanceof DomainError) return refuseUpgradeFor(socket, error, 401);
       throw error;
     }
     if (principal.kind === 'runner') return refuseUpgrade(socket, 403, 'forbidden', 'runner tokens cannot read the events feed');
@@ -108,13 +108,17 @@ export class EventsFeed implements OnApplicationBootstrap, BeforeApplicationShut
       filter = await this.filterOf(principal, query);
       after = await this.startOf(query.get('after'));
     } catch (error) {
-      if (error instanceof DomainError) return refuseUpgrade(socket, error.code === 'not_found' ? 404 : 400, error.code, error.message);
+      if (error instanceof DomainError) return refuseUpgradeFor(socket, error, 400);
       throw error;
     }
     this.wss.handleUpgrade(request, socket, head, (ws) => {
       ws.on('message', () => ws.close(1008, 'this feed takes no messages'));
       ws.on('error', () => ws.terminate());
       void this.subscribe(ws, filter, after).catch((error: unknown) => {
+        if (isDatabaseUnavailable(error)) {
+          ws.close(1013, 'the database is not available; reconnect shortly with after=<the last position you read>');
+          return;
+        }
         this.logger.error(`events feed failed: ${(error as Error).stack ?? String(error)}`);
         ws.close(1011, 'internal error');
       });

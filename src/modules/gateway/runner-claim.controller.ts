@@ -3,18 +3,12 @@ import { ApiBearerAuth, ApiProperty, ApiTags } from '@nestjs/swagger';
 import { IsInt, IsOptional, Max, Min } from 'class-validator';
 import type { Request, Response } from 'express';
 import { Clock } from '../../common/clock';
-import { DomainError } from '../../common/errors';
 import { Access } from '../auth/access.decorator';
 import { runnerOf } from '../auth/principal';
 import { Ctx, type RequestContext } from '../http/request-context';
-import { Metrics } from '../metrics/metrics';
 import { type JobPayload } from './protocol';
 import { RunnerGateway } from './runner-gateway';
 import { RunnerJobs, jobPayload } from './runner-jobs';
-
-class RateLimitedError extends DomainError {
-  readonly code = 'rate_limited';
-}
 
 export class ClaimDto {
   @ApiProperty({ description: 'seconds to wait for a job before answering 204', minimum: 0, maximum: 120, default: 30, required: false })
@@ -34,7 +28,6 @@ export class RunnerClaimController {
     private readonly gateway: RunnerGateway,
     private readonly runnerJobs: RunnerJobs,
     private readonly clock: Clock,
-    private readonly metrics: Metrics,
   ) {}
 
   @Post('claim')
@@ -47,10 +40,6 @@ export class RunnerClaimController {
     @Res({ passthrough: true }) response: Response,
   ): Promise<JobPayload | undefined> {
     const runnerId = runnerOf(ctx.principal);
-    if (!this.gateway.claimLimiter.take(runnerId)) {
-      this.metrics.rateLimited.inc({ limit: 'runner_claim' });
-      throw new RateLimitedError('too many claims; back off and retry');
-    }
     const gone = new AbortController();
     response.on('close', () => gone.abort());
     const deadline = this.clock.now().getTime() + (dto.pollTimeout ?? 30) * 1000;

@@ -1,8 +1,11 @@
 import { randomUUID } from 'node:crypto';
+import { Logger } from '@nestjs/common';
 import type { WebSocket } from 'ws';
 import type { JobState } from '../../machines/job.machine';
 import type { ServerMessage } from './protocol';
-import { TokenBucket } from './rate-limiter';
+import { TokenBucket } from '../../common/rate-limit';
+
+const logger = new Logger('RunnerConnection');
 
 /** A job this connection's runner holds, as last read, for checking heartbeats without a write. */
 interface HeldJob {
@@ -26,6 +29,7 @@ export class RunnerConnection {
   alive = true;
   readonly held = new Map<string, HeldJob>();
   private queue: Promise<void> = Promise.resolve();
+  private deferred: NodeJS.Timeout | null = null;
 
   constructor(
     readonly socket: WebSocket,
@@ -40,8 +44,29 @@ export class RunnerConnection {
     if (this.socket.readyState === this.socket.OPEN) this.socket.send(JSON.stringify(message));
   }
 
+  /** Runs `claim` after `ms`, unless a deferred claim is pending already or the socket closes first. */
+  deferClaim(ms: number, claim: () => void): void {
+    if (this.deferred !== null) return;
+    this.deferred = setTimeout(() => {
+      this.deferred = null;
+      claim();
+    }, ms);
+    this.deferred.unref();
+  }
+
+  cancelDeferredClaim(): void {
+    if (this.deferred !== null) clearTimeout(this.deferred);
+    this.deferred = null;
+  }
+
+  /**
+   * Runs `work` after the work queued before it. The queue never rejects (an unhandled rejection
+   * would end the process): `work` handles its own errors, and one it lets through is logged.
+   */
   enqueue(work: () => Promise<void>): void {
-    this.queue = this.queue.then(work, work);
+    this.queue = this.queue.then(work).catch((error: unknown) => {
+      logger.error(`runner ${this.runnerId}: ${(error as Error).stack ?? String(error)}`);
+    });
   }
 
   /** Resolves when every frame queued so far has been handled. */

@@ -4,20 +4,20 @@ import type { Duplex } from 'node:stream';
 import { type BeforeApplicationShutdown, Inject, Injectable, Logger, type OnApplicationBootstrap } from '@nestjs/common';
 import { type RawData, WebSocketServer } from 'ws';
 import { Clock } from '../../common/clock';
+import { KeyedTokenBuckets, TokenBucket } from '../../common/rate-limit';
 import { DomainError, InvalidTransitionError, NotFoundError } from '../../common/errors';
 import { RUNWAY_CONFIG, type RunwayConfig } from '../../config/config';
 import type { EventMetadata } from '../../events/envelope';
-import { acceptsHeartbeat } from '../../machines/job.machine';
+import { type JobState, acceptsHeartbeat } from '../../machines/job.machine';
 import { Authenticator } from '../auth/authenticator';
-import { Db } from '../database/db';
+import { Db, isDatabaseUnavailable } from '../database/db';
 import type { CancelMessage, DispatchMessage } from '../jobs/job-notifier';
 import { Bus, type Subscription } from '../messaging/bus';
 import { Subjects } from '../messaging/subjects';
 import { Metrics } from '../metrics/metrics';
 import { RunnerSessions } from '../runners/runner-sessions';
-import { UpgradeRouter, refuseUpgrade } from '../http/upgrade-router';
+import { UpgradeRouter, refuseUpgrade, refuseUpgradeFor } from '../http/upgrade-router';
 import { BadMessage, type RunnerMessage, parseRunnerMessage } from './protocol';
-import { TokenBucket, WindowRateLimiter } from './rate-limiter';
 import { RunnerConnection } from './runner-connection';
 import { RunnerJobs, jobPayload } from './runner-jobs';
 
@@ -64,8 +64,10 @@ export class RunnerGateway implements OnApplicationBootstrap, BeforeApplicationS
   readonly instance = randomUUID();
   private readonly wss: WebSocketServer;
   private readonly connections = new Map<string, RunnerConnection>();
-  private readonly connectLimiter: WindowRateLimiter;
-  readonly claimLimiter: WindowRateLimiter;
+  /** Connection attempts per runner. */
+  private readonly connectLimiter: KeyedTokenBuckets;
+  /** Claims that found nothing per runner: past the limit a `ready` waits instead of claiming at once. */
+  private readonly idleClaims: KeyedTokenBuckets;
   private readonly subscriptions: Subscription[] = [];
   private readonly workWaiters = new Set<{ specs: ReadonlySet<string>; wake: () => void }>();
   /** Connections whose runner asked for work and has none yet, in the order they asked. */
@@ -87,15 +89,9 @@ export class RunnerGateway implements OnApplicationBootstrap, BeforeApplicationS
     @Inject(RUNWAY_CONFIG) private readonly config: RunwayConfig,
   ) {
     this.wss = new WebSocketServer({ noServer: true, maxPayload: config.maxMessageBytes, perMessageDeflate: false });
-    const { perMinute, perHour, perDay } = config.runnerRateLimits;
-    const windows = [
-      { windowMs: 60_000, limit: perMinute },
-      { windowMs: 3_600_000, limit: perHour },
-      { windowMs: 86_400_000, limit: perDay },
-    ];
     const now = () => this.clock.now().getTime();
-    this.connectLimiter = new WindowRateLimiter(windows, now);
-    this.claimLimiter = new WindowRateLimiter(windows, now);
+    this.connectLimiter = new KeyedTokenBuckets(config.rateLimits.runnerConnects, now);
+    this.idleClaims = new KeyedTokenBuckets(config.rateLimits.idleClaims, now);
   }
 
   onApplicationBootstrap(): void {
@@ -179,16 +175,17 @@ export class RunnerGateway implements OnApplicationBootstrap, BeforeApplicationS
   private async upgrade(request: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
     let runnerId: string;
     try {
-      const principal = await this.authenticator.authenticate(request.headers.authorization);
+      const principal = await this.authenticator.authenticate(request.headers.authorization, request.socket.remoteAddress ?? 'unknown');
       if (principal.kind !== 'runner') return refuseUpgrade(socket, 403, 'forbidden', 'only runner tokens may connect here');
       runnerId = principal.runnerId;
     } catch (error) {
-      if (error instanceof DomainError) return refuseUpgrade(socket, 401, error.code, error.message);
+      if (error instanceof DomainError) return refuseUpgradeFor(socket, error, 401);
       throw error;
     }
     if (!this.connectLimiter.take(runnerId)) {
       this.metrics.rateLimited.inc({ limit: 'runner_connect' });
-      return refuseUpgrade(socket, 429, 'rate_limited', 'too many connection attempts; back off and retry');
+      const retryAfter = this.connectLimiter.retryAfterSeconds(runnerId);
+      return refuseUpgrade(socket, 429, 'rate_limited', 'too many connection attempts; back off and retry', retryAfter);
     }
     this.wss.handleUpgrade(request, socket, head, (ws) => {
       const rate = this.config.socketMessagesPerSecond;
@@ -218,6 +215,7 @@ export class RunnerGateway implements OnApplicationBootstrap, BeforeApplicationS
     socket.on('error', (error) => this.logger.debug(`runner ${connection.runnerId} socket error: ${error.message}`));
     socket.on('close', () => {
       this.setWaiting(connection, false);
+      connection.cancelDeferredClaim();
       if (this.connections.get(connection.runnerId) === connection) this.connections.delete(connection.runnerId);
       this.metrics.connectedRunners.set(this.connections.size);
       // After the frames already queued, so a `completed` sent just before closing still counts.
@@ -233,6 +231,12 @@ export class RunnerGateway implements OnApplicationBootstrap, BeforeApplicationS
 
   // --- frames ----------------------------------------------------------------------------
 
+  /**
+   * Every frame takes a token of the socket's bucket; a frame that moves a job on (a `ready`
+   * that got a job, a first `running`, a report) gives it back once handled, so the limit falls
+   * on frames that achieve nothing (floods of heartbeats, repeats, refused messages) and never
+   * on a runner working through short jobs.
+   */
   private onFrame(connection: RunnerConnection, data: RawData, isBinary: boolean): void {
     if (!connection.messages.take()) {
       this.metrics.rateLimited.inc({ limit: 'socket_messages' });
@@ -259,16 +263,14 @@ export class RunnerGateway implements OnApplicationBootstrap, BeforeApplicationS
       const metadata = this.metadata(connection);
       switch (message.type) {
         case 'ready':
-          if (!this.claimLimiter.take(connection.runnerId)) {
-            this.metrics.rateLimited.inc({ limit: 'runner_claim' });
-            connection.send({ type: 'error', code: 'rate_limited', message: 'too many claims; back off and retry' });
-            return;
-          }
+          // Never refused: a runner asking for its next job is what the service is for.
           this.setWaiting(connection, true);
-          await this.dispatchTo(connection);
+          if ((await this.claimOnReady(connection)) === 'pushed') connection.messages.refund();
           return;
         case 'running': {
+          const before = connection.held.get(message.job)?.state.status;
           const state = await this.runnerJobs.running(connection.runnerId, message.job, message.attempt, connection.hello.fingerprint, metadata);
+          if (before !== 'running') connection.messages.refund();
           connection.hold(state, this.now());
           return this.ack(connection, message);
         }
@@ -278,14 +280,17 @@ export class RunnerGateway implements OnApplicationBootstrap, BeforeApplicationS
         case 'completed':
           await this.runnerJobs.completed(connection.runnerId, message.job, message.attempt, message.exitCode, message, metadata);
           connection.held.delete(message.job);
+          connection.messages.refund();
           return this.ack(connection, message);
         case 'failed':
           await this.runnerJobs.failed(connection.runnerId, message.job, message.attempt, message.error, message.exitCode, message, metadata);
           connection.held.delete(message.job);
+          connection.messages.refund();
           return this.ack(connection, message);
         case 'canceled':
           await this.runnerJobs.canceled(connection.runnerId, message.job, message.attempt, metadata);
           connection.held.delete(message.job);
+          connection.messages.refund();
           return this.ack(connection, message);
         default: {
           const _exhaustive: never = message;
@@ -293,6 +298,14 @@ export class RunnerGateway implements OnApplicationBootstrap, BeforeApplicationS
         }
       }
     } catch (error) {
+      if (message.type === 'hello') {
+        // Not recorded as connected: the runner says hello again on a new connection.
+        connection.hello = null;
+        if (isDatabaseUnavailable(error)) {
+          connection.socket.close(1013, 'the database is not available; reconnect shortly');
+          return;
+        }
+      }
       await this.refuseMessage(connection, error, job);
     }
   }
@@ -343,7 +356,16 @@ export class RunnerGateway implements OnApplicationBootstrap, BeforeApplicationS
     if (held === null || !acceptsHeartbeat(held, connection.runnerId, attempt)) {
       // Not held, held too long, or refused: read it again before refusing (the held state may be
       // behind), and let the machine say why.
-      const state = await this.runnerJobs.load(jobId);
+      let state: JobState;
+      try {
+        state = await this.runnerJobs.load(jobId);
+      } catch (error) {
+        // The database is down: a heartbeat the state last read accepts still counts, however old
+        // that state, so an outage does not time out the healthy jobs it outlasts.
+        const stale = connection.held.get(jobId)?.state;
+        if (!isDatabaseUnavailable(error) || stale === undefined || !acceptsHeartbeat(stale, connection.runnerId, attempt)) throw error;
+        state = stale;
+      }
       connection.hold(state, now);
       this.runnerJobs.checkHeartbeat(state, connection.runnerId, attempt);
     }
@@ -404,11 +426,32 @@ export class RunnerGateway implements OnApplicationBootstrap, BeforeApplicationS
       } while (connection.claimAgain);
       return outcome;
     } catch (error) {
-      this.logger.error(`claim for runner ${connection.runnerId} failed: ${(error as Error).stack ?? String(error)}`);
+      // Waiting runners stay waiting: the sweep tries again once the database answers.
+      if (isDatabaseUnavailable(error)) this.logger.debug(`claim for runner ${connection.runnerId} failed: ${(error as Error).message}`);
+      else this.logger.error(`claim for runner ${connection.runnerId} failed: ${(error as Error).stack ?? String(error)}`);
       return 'busy';
     } finally {
       connection.claiming = false;
     }
+  }
+
+  /**
+   * The claim a `ready` makes at once, unless this runner's recent claims found nothing too
+   * often (a runner asking in a loop): then it stays waiting, is served by the next dispatch
+   * like any waiting runner, and claims on its own again once its limit lets it.
+   */
+  private async claimOnReady(connection: RunnerConnection): Promise<'pushed' | 'waiting'> {
+    const runnerId = connection.runnerId;
+    if (!this.idleClaims.has(runnerId)) {
+      this.metrics.rateLimited.inc({ limit: 'idle_claims' });
+      connection.deferClaim(Math.max(1, this.idleClaims.retryAfterSeconds(runnerId)) * 1000, () => {
+        if (this.waiting.has(connection)) void this.claimOnReady(connection);
+      });
+      return 'waiting';
+    }
+    const outcome = await this.dispatchTo(connection);
+    if (outcome === 'nothing') this.idleClaims.take(runnerId);
+    return outcome === 'pushed' ? 'pushed' : 'waiting';
   }
 
   private setWaiting(connection: RunnerConnection, waiting: boolean): void {
@@ -489,8 +532,6 @@ export class RunnerGateway implements OnApplicationBootstrap, BeforeApplicationS
     for (const connection of this.waiting) for (const spec of connection.specs) specs.add(spec);
     for (const spec of specs) this.dispatchSpec(spec);
     for (const waiter of [...this.workWaiters]) waiter.wake();
-    this.connectLimiter.prune();
-    this.claimLimiter.prune();
   }
 
   /** Drops sockets whose peer vanished without closing (no pong since the last ping). */

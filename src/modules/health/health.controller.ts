@@ -1,5 +1,6 @@
-import { Controller, Get, HttpCode, ServiceUnavailableException } from '@nestjs/common';
+import { Controller, Get, HttpCode } from '@nestjs/common';
 import { ApiTags } from '@nestjs/swagger';
+import { UnavailableError } from '../../common/errors';
 import { Public } from '../auth/access.decorator';
 import { Db } from '../database/db';
 
@@ -16,14 +17,14 @@ export class HealthController {
     return { status: 'ok' };
   }
 
-  /** The process can serve: its database answers. */
+  /** The process can serve: its database answers (503 `unavailable` with `Retry-After` while it does not). */
   @Get('readyz')
   @Public()
   async readyz() {
     try {
       await this.db.query('SELECT 1');
     } catch {
-      throw new ServiceUnavailableException('the database does not answer');
+      throw new UnavailableError('the database does not answer');
     }
     return { status: 'ready', checks: { database: 'ok' } };
   }

@@ -4,7 +4,8 @@ import { DomainError } from '../../common/errors';
 import { CODE_BY_STATUS, PROBLEM_CONTENT_TYPE, type Problem, problem, problemOf } from './problem';
 
 /**
- * The one place errors become HTTP responses. Domain errors keep their code; framework errors
+ * The one place errors become HTTP responses. Domain errors keep their code (and a
+ * `Retry-After` where they say when to try again: 503 while the database is down, 429); framework errors
  * get the code of their status; anything else is logged and answered with a generic 500 that
  * says nothing of its cause.
  */
@@ -16,6 +17,8 @@ export class ProblemFilter implements ExceptionFilter {
     const response = host.switchToHttp().getResponse<Response>();
     const body = this.toProblem(error);
     if (response.headersSent) return;
+    const retryAfter = (error as { retryAfterSeconds?: unknown } | null)?.retryAfterSeconds;
+    if (error instanceof DomainError && typeof retryAfter === 'number') response.setHeader('Retry-After', String(Math.max(1, Math.ceil(retryAfter))));
     response.status(body.status).type(PROBLEM_CONTENT_TYPE).send(JSON.stringify(body));
   }
 

@@ -1,10 +1,11 @@
 import { Inject, Injectable, Logger, type OnApplicationBootstrap, type OnApplicationShutdown } from '@nestjs/common';
+import { Backoff } from '../../common/backoff';
 import { Clock } from '../../common/clock';
 import { ConcurrencyError, InvalidTransitionError } from '../../common/errors';
 import { RUNWAY_CONFIG, type RunwayConfig } from '../../config/config';
 import type { EventMetadata } from '../../events/envelope';
 import type { JobCommand } from '../../machines/job.machine';
-import { Db } from '../database/db';
+import { Db, isDatabaseUnavailable } from '../database/db';
 import { JobCommands } from '../jobs/job-commands';
 import { Bus, type Subscription } from '../messaging/bus';
 import { Subjects } from '../messaging/subjects';
@@ -49,6 +50,9 @@ export class Liveness implements OnApplicationBootstrap, OnApplicationShutdown {
   private subscriptions: Subscription[] = [];
   private timer: NodeJS.Timeout | null = null;
   private sweeping: Promise<void> | null = null;
+  /** After a failed sweep (the database is down): the timer skips sweeps until then (performance.now()). */
+  private retryAt = 0;
+  private readonly backoff = new Backoff(500, 10_000);
 
   constructor(
     private readonly db: Db,
@@ -69,7 +73,9 @@ export class Liveness implements OnApplicationBootstrap, OnApplicationShutdown {
       this.bus.subscribe(this.subjects.anyGatewayAlive(), ({ data }) => this.gatewayAlive(data as GatewayAliveMessage)),
     ];
     const period = Math.max(50, Math.min(1_000, Math.floor(this.config.heartbeatIntervalMs)));
-    this.timer = setInterval(() => void this.sweep(), period).unref();
+    this.timer = setInterval(() => {
+      if (performance.now() >= this.retryAt) void this.sweep();
+    }, period).unref();
   }
 
   async onApplicationShutdown(): Promise<void> {
@@ -95,9 +101,29 @@ export class Liveness implements OnApplicationBootstrap, OnApplicationShutdown {
     return at === undefined ? null : new Date(at);
   }
 
-  /** Fires every deadline that has passed. One sweep at a time; tests call it directly. */
+  /**
+   * Fires every deadline that has passed. One sweep at a time; tests call it directly. Never
+   * rejects: a sweep that fails (the database is down) is logged, and the timer waits a growing
+   * while before the next; deadlines that passed meanwhile fire at the first sweep that works.
+   */
   sweep(): Promise<void> {
-    this.sweeping ??= this.fireDue().finally(() => (this.sweeping = null));
+    this.sweeping ??= this.fireDue()
+      .then(
+        () => {
+          if (this.backoff.failures > 0) this.logger.log('sweeping again: the database answers');
+          this.backoff.reset();
+          this.retryAt = 0;
+        },
+        (error: unknown) => {
+          const delay = this.backoff.next();
+          this.retryAt = performance.now() + delay;
+          // Once per outage at warn; the retries after it at debug, so a long outage does not flood the log.
+          const line = `liveness sweep failed (${this.backoff.failures} in a row), next in ${delay} ms: ${(error as Error).message}`;
+          if (this.backoff.failures === 1) this.logger.warn(line);
+          else this.logger.debug(line);
+        },
+      )
+      .finally(() => (this.sweeping = null));
     return this.sweeping;
   }
 
@@ -176,6 +202,8 @@ export class Liveness implements OnApplicationBootstrap, OnApplicationShutdown {
     } catch (error) {
       // Another instance fired first, or the job moved on since the sweep read it.
       if (error instanceof InvalidTransitionError || error instanceof ConcurrencyError) return;
+      // The database went away mid-sweep: the sweep fails and backs off; this fires again later.
+      if (isDatabaseUnavailable(error)) throw error;
       this.logger.error(`${type} for job ${job.id} failed: ${(error as Error).stack ?? String(error)}`);
     }
   }
