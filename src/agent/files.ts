@@ -1,6 +1,7 @@
 import { constants } from 'node:fs';
 import { type FileHandle, open, realpath } from 'node:fs/promises';
 import { isAbsolute, join, sep } from 'node:path';
+import { refuseFilePath } from '../common/file-path';
 
 /**
  * The files a job asked to have read back (`filePaths`), taken only from inside its work
@@ -9,13 +10,12 @@ import { isAbsolute, join, sep } from 'node:path';
  * FIFO or a device named by a job cannot hang or flood the runner.
  */
 
-/** Why a requested path is refused, or null when it is a plain relative path. */
+/**
+ * Why a requested path is refused, or null when it is a plain relative path: the API's rule
+ * (common/file-path), and whatever this platform calls absolute.
+ */
 export function refusePath(path: string): string | null {
-  if (path === '') return 'empty path';
-  if (path.includes('\u0000')) return 'path contains NUL';
-  if (isAbsolute(path) || path.startsWith('\\')) return 'absolute path';
-  if (path.split(/[/\\]/).includes('..')) return 'path contains ..';
-  return null;
+  return refuseFilePath(path) ?? (isAbsolute(path) ? 'absolute path' : null);
 }
 
 export interface FoundFile {
