@@ -1,11 +1,26 @@
 import { ValidationPipe, type ValidationError as ClassValidationError } from '@nestjs/common';
 import { ValidationError } from '../../common/errors';
+import { ELEMENT_RULE, type ElementRule } from './each-element';
 
-function flatten(errors: ClassValidationError[], parent = ''): { field: string; message: string }[] {
+type FieldError = { field: string; message: string };
+
+function flatten(errors: ClassValidationError[], parent = ''): FieldError[] {
   return errors.flatMap((error) => {
     const field = parent ? `${parent}.${error.property}` : error.property;
-    const own = Object.values(error.constraints ?? {}).map((message) => ({ field, message }));
+    const own = Object.entries(error.constraints ?? {}).flatMap(([constraint, message]) => {
+      const rule = (error.contexts?.[constraint] as Record<string, ElementRule | undefined> | undefined)?.[ELEMENT_RULE];
+      const elements = rule !== undefined && Array.isArray(error.value) ? elementErrors(field, error.value, rule) : [];
+      return elements.length > 0 ? elements : [{ field, message }];
+    });
     return [...own, ...flatten(error.children ?? [], field)];
+  });
+}
+
+/** One error per refused element of an array, named by its index: `filePaths[2]`. */
+function elementErrors(field: string, values: unknown[], rule: ElementRule): FieldError[] {
+  return values.flatMap((value, i) => {
+    const why = typeof value === 'string' ? rule(value) : null;
+    return why === null ? [] : [{ field: `${field}[${i}]`, message: `${field}[${i}] is refused: ${why}` }];
   });
 }
 
@@ -16,7 +31,8 @@ export function validationPipe(): ValidationPipe {
     forbidNonWhitelisted: true,
     transform: true,
     forbidUnknownValues: true,
-    validationError: { target: false, value: false },
+    // The value is kept for naming the refused elements of arrays (EachString), never shown.
+    validationError: { target: false, value: true },
     exceptionFactory: (errors) => {
       const fields = flatten(errors);
       return new ValidationError(

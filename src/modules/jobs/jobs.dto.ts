@@ -12,9 +12,11 @@ import {
   Max,
   Min,
 } from 'class-validator';
+import { refuseFilePath } from '../../common/file-path';
 import { IsOmittable } from '../../common/optional';
 import type { JobStatus } from '../../machines/job.machine';
 import { IsEnvMap, NoNullCharacters } from '../http/dto';
+import { EachString } from '../http/each-element';
 import type { QueueInfo } from '../queue/queue-view';
 import type { JobRow } from './jobs.repository';
 
@@ -67,13 +69,14 @@ export class SubmitJobDto {
   @Max(2_147_483_647)
   timeout?: number;
 
-  @ApiPropertyOptional({ type: [String], description: 'files the runner reads back after the job' })
+  @ApiPropertyOptional({ type: [String], description: 'files the runner reads back after the job: paths relative to its work directory' })
   @IsOmittable()
   @IsArray()
   @ArrayMaxSize(255)
   @IsString({ each: true })
   @Length(1, 4096, { each: true })
   @NoNullCharacters()
+  @EachString('relativeFilePath', refuseFilePath, 'must be a relative path inside the work directory (no leading /, no .. or empty segments)')
   filePaths?: string[];
 
   @ApiPropertyOptional({ minimum: 1, maximum: 5, default: 1 })
