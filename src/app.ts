@@ -8,7 +8,8 @@ import { AppModule } from './app.module';
 import type { Clock } from './common/clock';
 import type { Role } from './config/roles';
 import type { RunwayConfig } from './config/config';
-import { PROBLEM_CONTENT_TYPE, problem } from './modules/http/problem';
+import { answerNodeErrorsWithProblems, checkJsonBody, checkUrl, clientErrors, sendProblem } from './modules/http/edge';
+import { problem } from './modules/http/problem';
 import { validationPipe } from './modules/http/validation';
 
 export const LOG_LEVELS: Record<RunwayConfig['logLevel'], LogLevel[]> = {
@@ -27,16 +28,22 @@ export interface AppOptions {
   logger?: false;
 }
 
-/** Builds the HTTP application: body limits, validation, problem+json errors, OpenAPI. */
+/**
+ * Builds the HTTP application: URL and body checks at the edge (modules/http/edge), body limits,
+ * validation, problem+json errors (every one, Express's and Node's own too), OpenAPI.
+ */
 export async function createApp(config: RunwayConfig, options: AppOptions): Promise<NestExpressApplication> {
   const app = await NestFactory.create<NestExpressApplication>(
     AppModule.forRoot({ config, adminTokenHash: options.adminTokenHash, clock: options.clock, roles: options.roles }),
     { bodyParser: false, logger: options.logger ?? LOG_LEVELS[config.logLevel], abortOnError: false },
   );
   app.disable('x-powered-by');
+  answerNodeErrorsWithProblems(app.getHttpServer());
+  app.use(checkUrl);
   app.use(json({ limit: config.maxMessageBytes, strict: false, type: JSON_TYPES }));
   app.use(bodyErrors);
   app.use(requireJsonBodies);
+  app.use(checkJsonBody);
   app.useGlobalPipes(validationPipe());
   app.enableShutdownHooks();
 
@@ -50,6 +57,8 @@ export async function createApp(config: RunwayConfig, options: AppOptions): Prom
       .build(),
   );
   SwaggerModule.setup('docs', app, document, { jsonDocumentUrl: 'openapi.json', raw: ['json'] });
+  // After the Swagger UI's routes and files, before the application's: their client errors.
+  app.use(clientErrors);
   return app;
 }
 
@@ -79,8 +88,4 @@ function requireJsonBodies(request: Request, response: Response, next: NextFunct
     return;
   }
   next();
-}
-
-function sendProblem(response: Response, body: ReturnType<typeof problem>): void {
-  response.status(body.status).type(PROBLEM_CONTENT_TYPE).send(JSON.stringify(body));
 }

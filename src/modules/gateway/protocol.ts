@@ -1,9 +1,11 @@
 import { UUID_PATTERN } from '../../common/ids';
+import { findUnstorable } from '../../common/storable';
 import type { JobSubmittedData } from '../../events/job-events';
 
 /**
  * The runner WebSocket protocol (PROTOCOL.md, "Runner WebSocket"): JSON text frames, each with a
- * `type`. Runner messages are checked here field by field; anything else is `bad_message`.
+ * `type`. Runner messages are checked here field by field, and as a whole for what PostgreSQL
+ * cannot store (NUL, lone surrogates) or nesting too deep; anything else is `bad_message`.
  */
 
 /** What a runner sends back of a job: each part as text, as the runner read it. */
@@ -125,6 +127,12 @@ export function parseRunnerMessage(frame: string): RunnerMessage {
     throw new BadMessage('the frame is not JSON');
   }
   const message = object(parsed, 'a message');
+  // Every string and name of the frame must be storable text, nested no deeper than JSON bodies.
+  const unstorable = findUnstorable(message);
+  if (unstorable !== null) {
+    const job = typeof message.job === 'string' && UUID_PATTERN.test(message.job) ? message.job : undefined;
+    throw new BadMessage(unstorable.message, job);
+  }
   switch (message.type) {
     case 'hello': {
       onlyFields(message, ['type', 'version', 'capacity', 'fingerprint']);

@@ -3,6 +3,7 @@ import type { Duplex } from 'node:stream';
 import { Injectable, type OnApplicationBootstrap, type OnApplicationShutdown } from '@nestjs/common';
 import { HttpAdapterHost } from '@nestjs/core';
 import type { DomainError } from '../../common/errors';
+import { urlProblem } from './edge';
 import { problem, statusOf } from './problem';
 
 export type UpgradeHandler = (request: IncomingMessage, socket: Duplex, head: Buffer) => void;
@@ -35,6 +36,9 @@ export class UpgradeRouter implements OnApplicationBootstrap, OnApplicationShutd
 
   private readonly onUpgrade = (request: IncomingMessage, socket: Duplex, head: Buffer): void => {
     socket.on('error', () => socket.destroy());
+    // Query parameters (a project, a job) are looked up as text: held to what text can hold.
+    const unreadable = urlProblem(request.url ?? '/');
+    if (unreadable !== null) return refuseUpgrade(socket, 400, 'validation_failed', unreadable.message);
     const path = new URL(request.url ?? '/', 'http://localhost').pathname;
     const handler = this.routes.get(path);
     if (handler === undefined) return refuseUpgrade(socket, 404, 'not_found', `no WebSocket endpoint at ${path}`);
