@@ -306,7 +306,10 @@ export class RunnerAgent {
   }
 
   private onOpen(connection: Connection): void {
-    connection.send({ type: 'hello', version: this.deps.version, capacity: 1, fingerprint: this.deps.fingerprint });
+    // Says which job it still holds (none after a restart of the agent), so the server can let go
+    // of one assigned to it that it lost, at once rather than after the heartbeat timeout.
+    const jobs = this.held === null ? [] : [{ job: this.held.job.id, attempt: this.held.job.attempt }];
+    connection.send({ type: 'hello', version: this.deps.version, capacity: 1, fingerprint: this.deps.fingerprint, jobs });
     this.setTimer('welcome', this.timing.welcomeTimeoutMs, () => {
       this.log.warn('no welcome from the server; reconnecting', { url: connection.url });
       connection.terminate();

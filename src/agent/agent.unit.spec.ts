@@ -169,7 +169,7 @@ describe('RunnerAgent against a scripted server', () => {
     const c = await s.connection(0);
     expect(c.request.headers.authorization).toBe(`Bearer ${TOKEN}`);
     expect(c.request.url).toBe('/v1/runner/connect');
-    expect(await c.welcome()).toEqual({ type: 'hello', version: 'runway-runner/test', capacity: 1, fingerprint: { cpuModel: 'Test CPU', cores: 2 } });
+    expect(await c.welcome()).toEqual({ type: 'hello', version: 'runway-runner/test', capacity: 1, fingerprint: { cpuModel: 'Test CPU', cores: 2 }, jobs: [] });
     await c.next('ready');
     const j = job('echo out; echo err >&2; echo "${RUNWAY_RUNNER_TOKEN:-none}" > f; sleep 0.3', { filePaths: ['f'] });
     c.send({ type: 'job', job: j });
@@ -264,7 +264,8 @@ describe('RunnerAgent against a scripted server', () => {
     first.ack(await first.next('running'));
     first.socket.close(1001, 'server shutting down');
     const second = await s.connection(1);
-    await second.welcome();
+    // It says it still holds the job, so the server does not take it for lost.
+    expect(await second.welcome()).toMatchObject({ type: 'hello', jobs: [{ job: j.id, attempt: j.attempt }] });
     second.ack(await second.next('running'));
     const completed = await second.next('completed');
     expect(completed).toMatchObject({ job: j.id, stdout: 'finished\n' });
@@ -285,7 +286,8 @@ describe('RunnerAgent against a scripted server', () => {
     const lost = await first.next('completed');
     first.socket.terminate(); // gone before the ack
     const second = await s.connection(1);
-    await second.welcome();
+    // Finished but not yet acknowledged: still held, with its report to deliver.
+    expect(await second.welcome()).toMatchObject({ type: 'hello', jobs: [{ job: j.id, attempt: j.attempt }] });
     expect(await second.next('running')).toMatchObject({ job: j.id });
     expect(await second.next('completed')).toEqual(lost);
     second.ack(lost);

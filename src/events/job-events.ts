@@ -17,7 +17,8 @@ export const PLAN_PRIORITY: Readonly<Record<Plan, number>> = {
 };
 
 /** Why an attempt ended in `failed`. A canceled job's `job_timeout` is carried by `JobCanceled`. */
-export type JobFailure = 'nonzero_exit' | 'runner_error' | 'claim_timeout' | 'heartbeat_timeout';
+/** `runner_lost`: the runner said hello again without the job (it died with a restart of the runner or the server). */
+export type JobFailure = 'nonzero_exit' | 'runner_error' | 'claim_timeout' | 'heartbeat_timeout' | 'runner_lost';
 
 /** What a finished attempt produced; the content itself is stored apart, by digest. */
 export interface JobOutputSummary {
@@ -114,7 +115,7 @@ export type JobRequeued = JobEventV1<
     previousAttempt: number;
     /** `previousAttempt + 1`. */
     attempt: number;
-    reason: 'claim_timeout' | 'heartbeat_timeout';
+    reason: 'claim_timeout' | 'heartbeat_timeout' | 'runner_lost';
     requeuedAt: string;
   }
 >;

@@ -71,6 +71,7 @@ const draft: fc.Arbitrary<Draft> = fc.record({
     [2, 'claimTimeout'],
     [2, 'heartbeatTimeout'],
     [1, 'jobTimeout'],
+    [1, 'runnerLost'],
     [2, 'acknowledgeCancel'],
   ),
   runner: fc.oneof({ weight: 2, arbitrary: fc.constant(HOLDER) }, fc.constantFrom(...RUNNERS)),
@@ -96,6 +97,7 @@ function toCommand(d: Draft, state: JobState, at: string): JobCommand {
       return { type: 'start', at, runnerId, attempt, fingerprint: { cores: 4 } };
     case 'heartbeat':
     case 'acknowledgeCancel':
+    case 'runnerLost':
       return { type: d.type, at, runnerId, attempt };
     case 'complete':
       return { type: 'complete', at, runnerId, attempt, exitCode: 0, output: d.output };

@@ -83,6 +83,8 @@ export type JobCommand =
   | { type: 'claimTimeout'; at: string; attempt: number }
   | { type: 'heartbeatTimeout'; at: string; attempt: number }
   | { type: 'jobTimeout'; at: string; attempt: number }
+  /** The runner holding the attempt said hello again without it: the attempt is gone with it. */
+  | { type: 'runnerLost'; at: string; runnerId: string; attempt: number }
   | { type: 'acknowledgeCancel'; at: string; runnerId: string; attempt: number };
 
 export type JobCommandType = JobCommand['type'];
@@ -229,9 +231,10 @@ const timedOut = ({ at }: Command<'jobTimeout'>, job: JobState): JobCanceled => 
   },
 });
 
-type AttemptTimeout = Command<'claimTimeout' | 'heartbeatTimeout'>;
-const reasonOf = (command: AttemptTimeout) =>
-  command.type === 'claimTimeout' ? 'claim_timeout' : 'heartbeat_timeout';
+/** An attempt that ended without its runner's report: timed out, or lost by its runner. */
+type AttemptTimeout = Command<'claimTimeout' | 'heartbeatTimeout' | 'runnerLost'>;
+const REASONS = { claimTimeout: 'claim_timeout', heartbeatTimeout: 'heartbeat_timeout', runnerLost: 'runner_lost' } as const;
+const reasonOf = (command: AttemptTimeout) => REASONS[command.type];
 
 const requeued = (command: AttemptTimeout, job: JobState): JobRequeued => ({
   type: 'JobRequeued',
@@ -354,6 +357,10 @@ export const jobMachine = jobSetup.createMachine({
           { guard: and(['attemptIsCurrent', 'canRetry']), target: 'pending', actions: record(requeued) },
           { guard: 'attemptIsCurrent', target: 'failed', actions: record(lost) },
         ],
+        runnerLost: [
+          { guard: and(['isCurrentRunnerAndAttempt', 'canRetry']), target: 'pending', actions: record(requeued) },
+          { guard: 'isCurrentRunnerAndAttempt', target: 'failed', actions: record(lost) },
+        ],
       },
     },
     running: {
@@ -365,6 +372,7 @@ export const jobMachine = jobSetup.createMachine({
         cancel: { target: 'canceled', actions: record(canceled) },
         // Once the command ran, a lost attempt is not retried: it may have had effects.
         heartbeatTimeout: { guard: 'attemptIsCurrent', target: 'failed', actions: record(lost) },
+        runnerLost: { guard: 'isCurrentRunnerAndAttempt', target: 'failed', actions: record(lost) },
         jobTimeout: { guard: 'attemptIsCurrent', target: 'canceled', actions: record(timedOut) },
       },
     },

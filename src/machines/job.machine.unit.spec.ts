@@ -146,6 +146,7 @@ const cmd = {
   claimTimeout: (attempt = 1): JobCommand => ({ type: 'claimTimeout', at: AT, attempt }),
   heartbeatTimeout: (attempt = 1): JobCommand => ({ type: 'heartbeatTimeout', at: AT, attempt }),
   jobTimeout: (attempt = 1): JobCommand => ({ type: 'jobTimeout', at: AT, attempt }),
+  runnerLost: (runnerId = A, attempt = 1): JobCommand => ({ type: 'runnerLost', at: AT, runnerId, attempt }),
   acknowledgeCancel: (runnerId = A, attempt = 1): JobCommand => ({
     type: 'acknowledgeCancel',
     at: AT,
@@ -281,6 +282,8 @@ describe('job machine', () => {
     describe.each([
       ['claimTimeout', 'claim_timeout', cmd.claimTimeout],
       ['heartbeatTimeout', 'heartbeat_timeout', cmd.heartbeatTimeout],
+      // The holder said hello again without it: lost like a timeout, at once.
+      ['runnerLost', 'runner_lost', (attempt: number) => cmd.runnerLost(attempt === 2 ? B : A, attempt)],
     ] as const)('%s', (_, reason, timeout) => {
       it('while attempt < maxAttempts -> pending: JobRequeued at the next attempt', () => {
         given(...claimed)
@@ -431,6 +434,21 @@ describe('job machine', () => {
         });
     });
 
+    it('runnerLost -> failed, even with attempts left: a job that ran is not retried', () => {
+      given(...running)
+        .when(cmd.runnerLost(A, 1))
+        .then({
+          type: 'JobFailed',
+          schemaVersion: 1,
+          data: { runnerId: A, attempt: 1, failure: 'runner_lost', exitCode: null, error: null, finishedAt: AT, output: null },
+        });
+    });
+
+    it('runnerLost from a runner that does not hold the job is refused', () => {
+      given(...running).when(cmd.runnerLost(B, 1)).thenRefused(/runner .* does not hold it/);
+      given(...claimed).when(cmd.runnerLost(B, 1)).thenRefused(/runner .* does not hold it/);
+    });
+
     it('jobTimeout -> canceled: job_timeout', () => {
       given(...running)
         .when(cmd.jobTimeout(1))
@@ -540,11 +558,11 @@ describe('job machine', () => {
     const table: [string, JobEvent[], JobCommandType[]][] = [
       ['new', [], ['submit']],
       ['pending', pending, ['claim', 'cancel']],
-      ['claimed', claimed, ['start', 'heartbeat', 'fail', 'cancel', 'claimTimeout', 'heartbeatTimeout']],
+      ['claimed', claimed, ['start', 'heartbeat', 'fail', 'cancel', 'claimTimeout', 'heartbeatTimeout', 'runnerLost']],
       [
         'running',
         running,
-        ['start', 'heartbeat', 'complete', 'fail', 'cancel', 'heartbeatTimeout', 'jobTimeout'],
+        ['start', 'heartbeat', 'complete', 'fail', 'cancel', 'heartbeatTimeout', 'runnerLost', 'jobTimeout'],
       ],
       ['completed', completed, []],
       ['failed', failed, []],

@@ -237,6 +237,54 @@ describe('runner gateway (one process, in-process bus)', () => {
     await third.request({ type: 'canceled', job: first.id, attempt: 1 }, 'ack');
   });
 
+  it('a runner that says hello without the jobs it held loses them at once and gets the next job', async () => {
+    const { spec, tenant, runner, socket } = await setup();
+    // Attempt 1 running when the runner goes away.
+    const running = await f.submit(tenant, spec.slug, { maxAttempts: 3 });
+    socket.send({ type: 'ready' });
+    await socket.next('job');
+    await socket.request({ type: 'running', job: running.id, attempt: 1 }, 'ack');
+    await socket.close();
+    const next = await f.submit(tenant, spec.slug, { maxAttempts: 3 });
+
+    // Back after a restart that took the job with it: it holds nothing.
+    const back = await TestRunner.connect(t.url, runner.token);
+    open.push(back);
+    back.send({ type: 'hello', version: 'test-1', capacity: 1, fingerprint: {}, jobs: [] });
+    await back.next('welcome');
+    // Lost at once (a job that ran is not retried), not after the heartbeat timeout.
+    expect(await f.job(running.id)).toMatchObject({ status: 'failed', failure: 'runner_lost' });
+    expect(await f.eventTypes(running.id)).toEqual(['JobSubmitted', 'JobClaimed', 'JobStarted', 'JobFailed']);
+    // And it is free: its next ask gets the next job, with no time passing.
+    expect(await back.request({ type: 'ready' })).toMatchObject({ type: 'job', job: { id: next.id } });
+
+    // A claimed job it does not hold goes back to the queue for its next attempt.
+    await back.close();
+    const again = await TestRunner.connect(t.url, runner.token);
+    open.push(again);
+    again.send({ type: 'hello', version: 'test-1', capacity: 1, fingerprint: {}, jobs: [] });
+    await again.next('welcome');
+    expect(await f.job(next.id)).toMatchObject({ status: 'pending', attempt: 2 });
+    const requeued = (await t.db.query<{ data: { reason: string } }>(`SELECT data FROM events WHERE stream_id = $1 AND type = 'JobRequeued'`, [next.id])).rows;
+    expect(requeued.map((row) => row.data.reason)).toEqual(['runner_lost']);
+    // A job it says it holds is left alone: running again goes on.
+    const kept = (await again.request({ type: 'ready' })) as unknown as { job: { id: string; attempt: number } };
+    expect(kept.job.id).toBe(next.id);
+    await again.request({ type: 'running', job: next.id, attempt: 2 }, 'ack');
+    await again.close();
+    const holding = await TestRunner.connect(t.url, runner.token);
+    open.push(holding);
+    holding.send({ type: 'hello', version: 'test-1', capacity: 1, fingerprint: {}, jobs: [{ job: next.id, attempt: 2 }] });
+    await holding.next('welcome');
+    expect(await holding.request({ type: 'heartbeat', job: next.id, attempt: 2 })).toMatchObject({ type: 'ack' });
+    expect(await f.job(next.id)).toMatchObject({ status: 'running', attempt: 2 });
+    // A list that is not one is refused, and the socket stays open for a correct hello.
+    expect(await holding.request({ type: 'hello', version: 'test-1', capacity: 1, fingerprint: {}, jobs: [{ job: 'x', attempt: 1 }] })).toMatchObject({
+      type: 'error',
+      code: 'bad_message',
+    });
+  });
+
   it('claims by tier, then fair share between organizations, then age; a free org gets one job at a time', async () => {
     const spec = await f.spec();
     const free = await f.tenant('free');

@@ -49,7 +49,7 @@ const SCHEMAS: { readonly [T in JobEventType]: DataSchema<Extract<JobEvent, { ty
   JobFailed: {
     runnerId: nullable(string),
     attempt,
-    failure: oneOf('nonzero_exit', 'runner_error', 'claim_timeout', 'heartbeat_timeout'),
+    failure: oneOf('nonzero_exit', 'runner_error', 'claim_timeout', 'heartbeat_timeout', 'runner_lost'),
     exitCode: nullable(integer),
     error: nullable(string),
     finishedAt: time,
@@ -61,7 +61,7 @@ const SCHEMAS: { readonly [T in JobEventType]: DataSchema<Extract<JobEvent, { ty
     previousRunnerId: string,
     previousAttempt: attempt,
     attempt,
-    reason: oneOf('claim_timeout', 'heartbeat_timeout'),
+    reason: oneOf('claim_timeout', 'heartbeat_timeout', 'runner_lost'),
     requeuedAt: time,
   },
 };

@@ -54,6 +54,7 @@ export function commandFor(event: JobEvent): JobCommand {
       const { runnerId, attempt, failure, exitCode, error, output, finishedAt } = event.data;
       if (failure === 'claim_timeout') return { type: 'claimTimeout', at: finishedAt, attempt };
       if (failure === 'heartbeat_timeout') return { type: 'heartbeatTimeout', at: finishedAt, attempt };
+      if (failure === 'runner_lost') return { type: 'runnerLost', at: finishedAt, runnerId: runnerId as string, attempt };
       // Runner-reported. A null runner or error is passed on as stored: the machine refuses the
       // first (no job is held by nobody) and `replay` reports the second.
       return { type: 'fail', at: finishedAt, runnerId: runnerId as string, attempt, error: error as string, exitCode, output };
@@ -67,7 +68,8 @@ export function commandFor(event: JobEvent): JobCommand {
       return { type: 'acknowledgeCancel', at: acknowledgedAt, runnerId, attempt };
     }
     case 'JobRequeued': {
-      const { reason, previousAttempt, requeuedAt } = event.data;
+      const { reason, previousAttempt, previousRunnerId, requeuedAt } = event.data;
+      if (reason === 'runner_lost') return { type: 'runnerLost', at: requeuedAt, runnerId: previousRunnerId, attempt: previousAttempt };
       return { type: reason === 'claim_timeout' ? 'claimTimeout' : 'heartbeatTimeout', at: requeuedAt, attempt: previousAttempt };
     }
     default: {

@@ -17,7 +17,14 @@ export interface RunnerOutput {
 }
 
 export type RunnerMessage =
-  | { type: 'hello'; version: string; capacity: number; fingerprint: Record<string, unknown> }
+  | {
+      type: 'hello';
+      version: string;
+      capacity: number;
+      fingerprint: Record<string, unknown>;
+      /** The jobs the runner still holds; when given, jobs assigned to it and not listed are lost (`runner_lost`). */
+      jobs?: { job: string; attempt: number }[];
+    }
   | { type: 'ready' }
   | { type: 'running'; job: string; attempt: number }
   | { type: 'heartbeat'; job: string; attempt: number }
@@ -93,6 +100,17 @@ function jobRef(message: Fields): { job: string; attempt: number } {
   return { job, attempt: int(message, 'attempt', 1, 1_000) };
 }
 
+/** `hello.jobs`: at most as many as the runner's capacity, each a job reference. */
+function heldJobs(value: unknown, capacity: number): { job: string; attempt: number }[] {
+  if (!Array.isArray(value)) throw new BadMessage('jobs must be a list of {job, attempt}');
+  if (value.length > capacity) throw new BadMessage(`jobs lists more jobs than the capacity ${capacity}`);
+  return value.map((entry: unknown) => {
+    if (typeof entry !== 'object' || entry === null || Array.isArray(entry)) throw new BadMessage('jobs must be a list of {job, attempt}');
+    onlyFields(entry as Fields, ['job', 'attempt']);
+    return jobRef(entry as Fields);
+  });
+}
+
 function output(message: Fields, job: string): RunnerOutput {
   const result: RunnerOutput = {};
   const stdout = optionalText(message, 'stdout');
@@ -135,14 +153,16 @@ export function parseRunnerMessage(frame: string): RunnerMessage {
   }
   switch (message.type) {
     case 'hello': {
-      onlyFields(message, ['type', 'version', 'capacity', 'fingerprint']);
+      onlyFields(message, ['type', 'version', 'capacity', 'fingerprint', 'jobs']);
       const fingerprint = message.fingerprint === undefined ? {} : object(message.fingerprint, 'fingerprint');
       if (JSON.stringify(fingerprint).length > MAX_FINGERPRINT_CHARS) throw new BadMessage('fingerprint is too large');
+      const capacity = message.capacity === undefined ? 1 : int(message, 'capacity', 1, MAX_CAPACITY);
       return {
         type: 'hello',
         version: text(message, 'version', 64),
-        capacity: message.capacity === undefined ? 1 : int(message, 'capacity', 1, MAX_CAPACITY),
+        capacity,
         fingerprint,
+        ...(message.jobs === undefined ? {} : { jobs: heldJobs(message.jobs, capacity) }),
       };
     }
     case 'ready':

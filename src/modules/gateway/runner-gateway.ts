@@ -5,7 +5,7 @@ import { type BeforeApplicationShutdown, Inject, Injectable, Logger, type OnAppl
 import { type RawData, WebSocketServer } from 'ws';
 import { Clock } from '../../common/clock';
 import { KeyedTokenBuckets, TokenBucket } from '../../common/rate-limit';
-import { DomainError, InvalidTransitionError, NotFoundError } from '../../common/errors';
+import { ConcurrencyError, DomainError, InvalidTransitionError, NotFoundError } from '../../common/errors';
 import { RUNWAY_CONFIG, type RunwayConfig } from '../../config/config';
 import type { EventMetadata } from '../../events/envelope';
 import { type JobState, acceptsHeartbeat } from '../../machines/job.machine';
@@ -324,6 +324,22 @@ export class RunnerGateway implements OnApplicationBootstrap, BeforeApplicationS
       },
       this.metadata(connection),
     );
+    const { rows } = await this.db.query<{ id: string; attempt: number; status: string }>(
+      `SELECT id, attempt, status FROM jobs
+        WHERE runner_id = $1 AND (status IN ('claimed', 'running') OR (status = 'canceled' AND NOT cancel_acknowledged))`,
+      [connection.runnerId],
+    );
+    // What the runner says it still holds. Jobs assigned to it that it does not hold (they died
+    // with a restart) are lost before it is welcomed, so it is free for work from its first
+    // `ready` and they need not wait out the heartbeat timeout. A runner that does not say (an
+    // older agent) keeps the earlier rule: claimed jobs are pushed again, running ones wait for
+    // its `running`.
+    const holds = message.jobs === undefined ? null : new Set(message.jobs.map(({ job, attempt }) => `${job}:${attempt}`));
+    const kept = [];
+    for (const row of rows) {
+      if (row.status !== 'canceled' && holds !== null && !holds.has(`${row.id}:${row.attempt}`)) await this.lose(connection, row);
+      else kept.push(row);
+    }
     connection.send({
       type: 'welcome',
       runner: connection.runnerId,
@@ -332,16 +348,11 @@ export class RunnerGateway implements OnApplicationBootstrap, BeforeApplicationS
       // The largest frame this server takes: a runner sizes its reports to fit.
       maxMessageBytes: this.config.maxMessageBytes,
     });
-    const { rows } = await this.db.query<{ id: string; attempt: number; status: string }>(
-      `SELECT id, attempt, status FROM jobs
-        WHERE runner_id = $1 AND (status = 'claimed' OR (status = 'canceled' AND NOT cancel_acknowledged))`,
-      [connection.runnerId],
-    );
-    for (const row of rows) {
+    for (const row of kept) {
       if (row.status === 'canceled') {
         // A cancel the runner has not acknowledged yet, e.g. sent while it was away.
         connection.send({ type: 'cancel', job: row.id, attempt: row.attempt, reason: 'canceled' });
-      } else {
+      } else if (row.status === 'claimed') {
         // Claimed for it, but the push may have been lost with the last connection: push it again.
         const job = await this.runnerJobs.load(row.id);
         connection.hold(job, this.now());
@@ -349,6 +360,18 @@ export class RunnerGateway implements OnApplicationBootstrap, BeforeApplicationS
       }
     }
   }
+
+  /** The runner does not hold a job assigned to it: its attempt is lost (requeued or failed, as the machine says). */
+  private async lose(connection: RunnerConnection, row: { id: string; attempt: number }): Promise<void> {
+    try {
+      const state = await this.runnerJobs.lost(connection.runnerId, row.id, row.attempt, this.metadata(connection));
+      this.logger.log(`runner ${connection.runnerId} no longer holds job ${row.id} attempt ${row.attempt}: ${state.status === 'pending' ? 'requeued' : 'failed'} (runner_lost)`);
+    } catch (error) {
+      // It moved on meanwhile (a timeout, a cancel): there is nothing left to lose.
+      if (!(error instanceof InvalidTransitionError || error instanceof ConcurrencyError)) throw error;
+    }
+  }
+
 
   private async heartbeat(connection: RunnerConnection, jobId: string, attempt: number): Promise<void> {
     const now = this.now();

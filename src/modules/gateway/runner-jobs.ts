@@ -91,6 +91,12 @@ export class RunnerJobs {
     return result.state;
   }
 
+  /** The runner said hello again without `job`: its attempt is gone (requeued or failed, as the machine says). */
+  async lost(runnerId: string, job: string, attempt: number, metadata: EventMetadata) {
+    const result = await this.jobs.execute(job, { type: 'runnerLost', runnerId, attempt, at: this.now() }, metadata);
+    return result.state;
+  }
+
   async canceled(runnerId: string, job: string, attempt: number, metadata: EventMetadata) {
     const result = await this.jobs.execute(job, { type: 'acknowledgeCancel', runnerId, attempt, at: this.now() }, metadata);
     return result.state;
