@@ -230,7 +230,8 @@ describe('REST API', () => {
         [{ spec: spec.slug, cmd: [] }, 'cmd'],
         [{ spec: spec.slug, cmd: 'echo hi' }, 'cmd'],
         [{ spec: spec.slug, cmd: [1, 2] }, 'cmd'],
-        [{ spec: spec.slug, cmd: ['a\u0000b'] }, 'cmd'],
+        // Refused at the edge, which names the element (as errors name filePaths[i] and jobs[3]).
+        [{ spec: spec.slug, cmd: ['a\u0000b'] }, 'cmd[0]'],
         [{ spec: spec.slug, cmd: ['x'], env: { A: 1 } }, 'env'],
         [{ spec: spec.slug, cmd: ['x'], env: ['A=1'] }, 'env'],
         [{ spec: spec.slug, cmd: ['x'], env: { '1BAD': 'x' } }, 'env'],
