@@ -100,7 +100,9 @@ export function clientErrors(error: unknown, _request: Request, response: Respon
  */
 export function answerNodeErrorsWithProblems(server: Server): void {
   server.on('clientError', (error: NodeJS.ErrnoException, socket: Duplex) => {
-    if (!socket.writable || error.code === 'ECONNRESET') {
+    // As Node does: nothing more can be said on a socket whose response has begun.
+    const answering = (socket as { _httpMessage?: { headersSent?: boolean } | null })._httpMessage;
+    if (!socket.writable || error.code === 'ECONNRESET' || answering?.headersSent === true) {
       socket.destroy();
       return;
     }
