@@ -178,6 +178,8 @@ describe('bad input at the edge', () => {
   describe('every error is problem+json', () => {
     it('answers what Node would answer by itself (unparsable requests, huge headers, unknown Expect) as problem+json', async () => {
       expectRawProblem(await rawHttp(t.url, 'GARBAGE\r\n\r\n'), 400, 'validation_failed');
+      // A NUL in a header (an Idempotency-Key, say) never reaches the application: Node refuses it.
+      expectRawProblem(await rawHttp(t.url, `GET /v1/orgs HTTP/1.1\r\nHost: x\r\nIdempotency-Key: a\u0000b\r\nConnection: close\r\n\r\n`), 400, 'validation_failed');
       expectRawProblem(
         await rawHttp(t.url, 'POST /v1/orgs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 5\r\nContent-Length: 6\r\nConnection: close\r\n\r\n{"a"}'),
         400,
