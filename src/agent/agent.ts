@@ -457,6 +457,9 @@ export class RunnerAgent {
   private sendReport(): void {
     const held = this.held;
     if (held?.report == null || this.welcome === null) return;
+    // The server takes a report only of a job it knows started: until `running` is acknowledged
+    // (it may have failed while the server's database was away), the report waits for that ack.
+    if (this.awaitsRunningAck(held)) return;
     const frame = fitFrame(held.report, this.reportLimit(held) - FRAME_MARGIN_BYTES);
     if (frame.truncated && !held.report.truncated) this.log.info('output cut to fit the server frame limit', { job: held.job.id });
     if (!this.send(frame)) return;
@@ -466,10 +469,17 @@ export class RunnerAgent {
     });
   }
 
+  private awaitsRunningAck(held: Held): boolean {
+    return held.started && !held.runningAcked && !held.cancelRequested && !held.abandoned;
+  }
+
   private onAck(job: string, attempt: number, of: string): void {
     const held = this.held;
     if (held === null || held.job.id !== job || held.job.attempt !== attempt) return;
-    if (of === 'running') held.runningAcked = true;
+    if (of === 'running') {
+      held.runningAcked = true;
+      if (held.report !== null) this.sendReport();
+    }
     else if ((of === 'completed' || of === 'failed') && held.report !== null) {
       this.log.info('job reported', { job, outcome: of });
       this.release(held);
@@ -506,8 +516,8 @@ export class RunnerAgent {
       if (this.readyOutstanding) {
         this.readyOutstanding = false;
         this.setTimer('ready', this.timing.readyRetryMs * (1 + this.random()), () => this.sendReady());
-      } else if (held?.report) this.setTimer('report', this.timing.retrySoonMs, () => this.sendReport());
-      else if (held?.started && !held.runningAcked) this.retryRunning(held);
+      } else if (held !== null && this.awaitsRunningAck(held)) this.retryRunning(held);
+      else if (held?.report) this.setTimer('report', this.timing.retrySoonMs, () => this.sendReport());
       return;
     }
     if (held === null || held.job.id !== job) {
@@ -541,14 +551,15 @@ export class RunnerAgent {
       default:
         // internal_error, rate_limited, ...: the same again in a moment.
         this.log.warn('the server could not handle a message about the job; retrying', { job, code, message });
-        if (held.report !== null) this.setTimer('report', this.timing.retrySoonMs, () => this.sendReport());
-        else if (held.started && !held.runningAcked) this.retryRunning(held);
+        if (this.awaitsRunningAck(held)) this.retryRunning(held);
+        else if (held.report !== null) this.setTimer('report', this.timing.retrySoonMs, () => this.sendReport());
     }
   }
 
   private retryRunning(held: Held): void {
     this.setTimer('running', this.timing.retrySoonMs, () => {
-      if (this.held === held && !held.finished && !held.runningAcked && !held.cancelRequested && !held.abandoned) {
+      // Also once the job finished: its report waits for this `running` to be acknowledged.
+      if (this.held === held && this.awaitsRunningAck(held)) {
         this.send({ type: 'running', job: held.job.id, attempt: held.job.attempt });
       }
     });

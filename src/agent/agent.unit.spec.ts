@@ -274,6 +274,25 @@ describe('RunnerAgent against a scripted server', () => {
     await second.next('ready');
   });
 
+  it('holds the report until running is acknowledged: running refused while the server was without its database', async () => {
+    const s = await server();
+    agent([s.url]);
+    const c = await s.connection(0);
+    await c.welcome();
+    await c.next('ready');
+    const j = job('echo done');
+    c.send({ type: 'job', job: j });
+    const running = await c.next('running');
+    c.send({ type: 'error', code: 'unavailable', message: 'the database is not available; try again shortly', job: j.id });
+    // The job ends meanwhile; what comes next is running again, not the report (next() fails on any other frame).
+    expect(await c.next('running')).toEqual(running);
+    c.ack(running);
+    const completed = await c.next('completed');
+    expect(completed).toMatchObject({ job: j.id, exitCode: 0, stdout: 'done\n' });
+    c.ack(completed);
+    await c.next('ready');
+  });
+
   it('sends the report again on the next connection when the first dropped before its ack', async () => {
     const s = await server();
     agent([s.url]);

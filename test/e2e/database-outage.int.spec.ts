@@ -27,7 +27,7 @@ let scratch: string;
 let log: Pool;
 const agents: RunwayProcess[] = [];
 
-const HEARTBEAT_TIMEOUT_MS = 3_000;
+const HEARTBEAT_TIMEOUT_MS = 8_000;
 
 beforeAll(async () => {
   assertBuilt();
@@ -77,6 +77,8 @@ class Submitter {
   readonly acknowledged = new Map<string, string>();
   readonly unanswered = new Set<string>();
   readonly statuses = new Map<number, number>();
+  /** The last answer that was not an acknowledgement, by key. */
+  readonly lastFailure = new Map<string, string>();
   private stopped = false;
   private loops: Promise<void>[] = [];
 
@@ -105,7 +107,10 @@ class Submitter {
       headers: { authorization: `Bearer ${tenant.key}`, 'content-type': 'application/json', 'idempotency-key': key },
       body: JSON.stringify({ spec, cmd: ['true'], timeout: 60 }),
       signal: AbortSignal.timeout(15_000),
-    }).catch(() => null);
+    }).catch((error: Error) => {
+      this.lastFailure.set(key, `no answer: ${error.message} ${String((error as { cause?: unknown }).cause ?? '')}`);
+      return null;
+    });
     if (response === null) return false;
     this.statuses.set(response.status, (this.statuses.get(response.status) ?? 0) + 1);
     const body = (await response.json()) as { id?: string; code?: string };
@@ -114,6 +119,7 @@ class Submitter {
       this.unanswered.delete(key);
       return true;
     }
+    this.lastFailure.set(key, `${response.status} ${JSON.stringify(body)}`);
     // Anything but a 503 while the database is down is a defect.
     expect({ status: response.status, code: body.code }).toEqual({ status: 503, code: 'unavailable' });
     return false;
@@ -122,7 +128,7 @@ class Submitter {
   /** Sends every unanswered submission again (same key) until each is acknowledged. */
   async settle(): Promise<void> {
     for (const key of [...this.unanswered]) {
-      await waitFor(`submission ${key} to be acknowledged`, async () => ((await this.send(key)) ? true : undefined), 30_000, 200);
+      await waitFor(() => `submission ${key} to be acknowledged (last: ${this.lastFailure.get(key)})\n${server.output().slice(-3_000)}`, async () => ((await this.send(key)) ? true : undefined), 30_000, 200);
     }
   }
 }
@@ -148,7 +154,12 @@ async function expectAllCompletedOnce(ids: readonly string[]): Promise<void> {
         // A job failed: nothing will make it complete; show its history.
         const failed = await log.query<{ id: string }>(`SELECT id FROM jobs WHERE id = ANY($1::uuid[]) AND status = 'failed'`, [ids]);
         const history = await jobEvents(log, failed.rows.map((row) => row.id));
-        throw new Error(`a job failed: ${JSON.stringify(history.map((e) => [e.streamId, e.type, e.data]), null, 1)}\n${server.output().slice(-3_000)}`);
+        const lost = new Set(failed.rows.map((row) => row.id));
+        const about = (text: string) => text.split('\n').filter((line) => [...lost].some((id) => line.includes(id)) || /error|warn/i.test(line));
+        throw new Error(
+          `a job failed: ${JSON.stringify(history.map((e) => [e.streamId, e.type, e.data.claimedAt ?? e.data.finishedAt ?? '', e.data.failure ?? '']))}\n` +
+            `server:\n${about(server.stdout + server.stderr).slice(-40).join('\n')}\nagents:\n${agents.map((a) => about(a.stderr).slice(-30).join('\n')).join('\n--\n')}`,
+        );
       }
       return undefined;
     },
@@ -173,7 +184,7 @@ test('a crash of PostgreSQL under load: 503s while it is down, every acknowledge
   // heartbeats must keep it alive although the database cannot be asked about it.
   const long = (await call<{ id: string }>(server.url, 'POST', `/v1/projects/${tenant.project.id}/jobs`, {
     token: tenant.key,
-    body: { spec, cmd: ['sleep', '7'], timeout: 60 },
+    body: { spec, cmd: ['sleep', '12'], timeout: 60 },
     expect: 201,
   })).body.id;
   await waitFor('the long job to run', async () => ((await api.job(long)).status === 'running' ? true : undefined), 15_000);

@@ -88,9 +88,6 @@ function unavailableOr(error: unknown): unknown {
   return new UnavailableError('the database is not available; try again shortly', 5, { cause: error });
 }
 
-/** Swallows the 'error' a connection emits while checked out: the query in flight fails with it. */
-const ignoreClientError = () => undefined;
-
 /**
  * The database: one-off statements, and transactions that commit or roll back as a whole.
  * Straight on node-postgres's pool, the one TypeORM opened (TypeORM keeps the migrations): a
@@ -126,11 +123,9 @@ export class Db implements Sql {
     } catch (error) {
       throw unavailableOr(error);
     }
-    // The pool listens for errors of idle connections only: one that drops while checked out
-    // (the server restarts, the backend is terminated) would otherwise emit an unhandled
-    // 'error' and end the process. The query in flight fails with it, and the connection is
-    // released as broken below.
-    client.on('error', ignoreClientError);
+    // A connection that drops while held here (the server restarts, the backend is terminated)
+    // emits 'error' to the listener every pooled connection has (createDataSource): the query
+    // in flight fails with it, and the connection is released as broken below.
     // A connection that could not even roll back (reset, timed out) is dropped, not reused.
     let broken: Error | undefined;
     try {
@@ -151,7 +146,6 @@ export class Db implements Sql {
     } catch (error) {
       throw unavailableOr(error);
     } finally {
-      client.off('error', ignoreClientError);
       client.release(broken);
     }
   }

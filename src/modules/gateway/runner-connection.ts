@@ -26,6 +26,8 @@ export class RunnerConnection {
   specs = new Set<string>();
   claiming = false;
   claimAgain = false;
+  /** A claim for this runner failed with the database unreachable: it may have committed unseen. */
+  unsure = false;
   alive = true;
   readonly held = new Map<string, HeldJob>();
   private queue: Promise<void> = Promise.resolve();

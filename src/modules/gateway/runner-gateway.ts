@@ -438,6 +438,7 @@ export class RunnerGateway implements OnApplicationBootstrap, BeforeApplicationS
       do {
         connection.claimAgain = false;
         if (!this.waiting.has(connection) || connection.socket.readyState !== connection.socket.OPEN) return outcome;
+        if (connection.unsure && (await this.pushUnheld(connection))) return 'pushed';
         const claim = await this.runnerJobs.claim(connection.runnerId, connection.hello?.capacity ?? 1, this.metadata(connection));
         if (claim.job !== null) {
           this.setWaiting(connection, false);
@@ -449,9 +450,13 @@ export class RunnerGateway implements OnApplicationBootstrap, BeforeApplicationS
       } while (connection.claimAgain);
       return outcome;
     } catch (error) {
-      // Waiting runners stay waiting: the sweep tries again once the database answers.
-      if (isDatabaseUnavailable(error)) this.logger.debug(`claim for runner ${connection.runnerId} failed: ${(error as Error).message}`);
-      else this.logger.error(`claim for runner ${connection.runnerId} failed: ${(error as Error).stack ?? String(error)}`);
+      // Waiting runners stay waiting: the sweep tries again once the database answers. The claim
+      // may have committed although its answer was lost (a connection dropped during COMMIT):
+      // the next try looks for a job claimed for this runner that it was never sent.
+      if (isDatabaseUnavailable(error)) {
+        connection.unsure = true;
+        this.logger.debug(`claim for runner ${connection.runnerId} failed: ${(error as Error).message}`);
+      } else this.logger.error(`claim for runner ${connection.runnerId} failed: ${(error as Error).stack ?? String(error)}`);
       return 'busy';
     } finally {
       connection.claiming = false;
@@ -475,6 +480,25 @@ export class RunnerGateway implements OnApplicationBootstrap, BeforeApplicationS
     const outcome = await this.dispatchTo(connection);
     if (outcome === 'nothing') this.idleClaims.take(runnerId);
     return outcome === 'pushed' ? 'pushed' : 'waiting';
+  }
+
+  /**
+   * After a claim whose outcome is unknown: pushes the jobs claimed for this runner that this
+   * connection was never sent. True if there was one (the runner then waits no more).
+   */
+  private async pushUnheld(connection: RunnerConnection): Promise<boolean> {
+    const { rows } = await this.db.query<{ id: string }>(`SELECT id FROM jobs WHERE runner_id = $1 AND status = 'claimed'`, [connection.runnerId]);
+    connection.unsure = false;
+    let pushed = false;
+    for (const { id } of rows) {
+      if (connection.held.has(id)) continue;
+      const job = await this.runnerJobs.load(id);
+      connection.hold(job, this.now());
+      connection.send({ type: 'job', job: jobPayload(job) });
+      pushed = true;
+    }
+    if (pushed) this.setWaiting(connection, false);
+    return pushed;
   }
 
   private setWaiting(connection: RunnerConnection, waiting: boolean): void {
@@ -554,6 +578,9 @@ export class RunnerGateway implements OnApplicationBootstrap, BeforeApplicationS
     const specs = new Set<string>();
     for (const connection of this.waiting) for (const spec of connection.specs) specs.add(spec);
     for (const spec of specs) this.dispatchSpec(spec);
+    // A pass stops at the first runner that finds nothing; one whose last claim may have
+    // committed unseen is looked at on its own.
+    for (const connection of this.waiting) if (connection.unsure) void this.dispatchTo(connection);
     for (const waiter of [...this.workWaiters]) waiter.wake();
   }
 

@@ -46,7 +46,8 @@ export class Liveness implements OnApplicationBootstrap, OnApplicationShutdown {
   private readonly runnersHeard = new Map<string, number>();
   /** When each gateway instance last said it is alive. */
   private readonly gateways = new Map<string, number>();
-  private readonly startedAt: number;
+  /** Since when this instance has watched heartbeats: its start, or the end of a database outage. */
+  private listeningSince: number;
   private subscriptions: Subscription[] = [];
   private timer: NodeJS.Timeout | null = null;
   private sweeping: Promise<void> | null = null;
@@ -64,7 +65,7 @@ export class Liveness implements OnApplicationBootstrap, OnApplicationShutdown {
     private readonly metrics: Metrics,
     @Inject(RUNWAY_CONFIG) private readonly config: RunwayConfig,
   ) {
-    this.startedAt = clock.now().getTime();
+    this.listeningSince = clock.now().getTime();
   }
 
   onApplicationBootstrap(): void {
@@ -132,6 +133,9 @@ export class Liveness implements OnApplicationBootstrap, OnApplicationShutdown {
     const { rows } = await this.db.query<InFlightRow>(
       `SELECT id, status, attempt, timeout, claimed_at, started_at FROM jobs WHERE status IN ('claimed', 'running')`,
     );
+    // Back after the database was unreachable: what could not be seen meanwhile (reports,
+    // starts, pushes that failed) is given a full heartbeat timeout from now, as at a start.
+    if (this.backoff.failures > 0) this.listeningSince = now;
     const inFlight = new Set<string>();
     for (const job of rows) {
       inFlight.add(job.id);
@@ -148,7 +152,7 @@ export class Liveness implements OnApplicationBootstrap, OnApplicationShutdown {
    */
   private async endLostConnections(now: number): Promise<void> {
     const limit = this.config.heartbeatTimeoutMs;
-    if (now - this.startedAt <= limit) return; // not listening long enough to tell
+    if (now - this.listeningSince <= limit) return; // not listening long enough to tell
     const { rows } = await this.db.query<{ runner_id: string; connection_id: string; gateway: string }>(
       `SELECT runner_id, connection_id, gateway FROM runner_status WHERE connected`,
     );
@@ -186,7 +190,7 @@ export class Liveness implements OnApplicationBootstrap, OnApplicationShutdown {
     const since = Math.max(
       beat !== undefined && beat.attempt === job.attempt ? beat.at : 0,
       holdSince.getTime(),
-      this.startedAt,
+      this.listeningSince,
     );
     return now > since + heartbeatTimeoutMs ? 'heartbeatTimeout' : null;
   }
