@@ -19,6 +19,11 @@ export async function serve(config: RunwayConfig, roles: readonly Role[] = ROLES
       `\nGenerated an operator token. It is shown only now; keep it somewhere safe:\n\n  RUNWAY_ADMIN_TOKEN=${admin.generated}\n\n`,
     );
   }
+  // A promise that rejects unheard is a defect to fix, not a reason to drop every runner's
+  // connection: logged loudly, and the server goes on (a thrown exception still ends it).
+  process.on('unhandledRejection', (reason: unknown) => {
+    logger.error(`unhandled rejection (a defect; the server goes on): ${reason instanceof Error ? (reason.stack ?? reason.message) : String(reason)}`);
+  });
   const app = await createApp(config, { adminTokenHash: admin.hash, roles });
   await app.listen(config.port, config.host);
   const url = await app.getUrl();

@@ -14,12 +14,17 @@ export async function migrate(dataSource: DataSource, url: string, exclusiveConn
     return (await dataSource.runMigrations({ transaction: 'each' })).map((m) => m.name);
   }
   const lock = new Client({ connectionString: url, application_name: 'runway-migrate' });
+  // A lock connection that drops fails the migration with its error, not the process.
+  let dropped: Error | null = null;
+  lock.on('error', (error) => (dropped = error));
   await lock.connect();
   try {
     await lock.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK]);
-    return (await dataSource.runMigrations({ transaction: 'each' })).map((m) => m.name);
+    const applied = (await dataSource.runMigrations({ transaction: 'each' })).map((m) => m.name);
+    if (dropped !== null) throw new Error(`the migration lock's connection dropped: ${(dropped as Error).message}`);
+    return applied;
   } finally {
     await lock.query('SELECT pg_advisory_unlock($1)', [MIGRATION_LOCK]).catch(() => undefined);
-    await lock.end();
+    await lock.end().catch(() => undefined);
   }
 }

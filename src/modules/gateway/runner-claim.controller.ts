@@ -1,6 +1,7 @@
 import { Body, Controller, HttpCode, Post, Req, Res } from '@nestjs/common';
 import { ApiBearerAuth, ApiProperty, ApiTags } from '@nestjs/swagger';
-import { IsInt, IsOptional, Max, Min } from 'class-validator';
+import { IsInt, Max, Min } from 'class-validator';
+import { IsOmittable } from '../../common/optional';
 import type { Request, Response } from 'express';
 import { Clock } from '../../common/clock';
 import { Access } from '../auth/access.decorator';
@@ -12,7 +13,7 @@ import { RunnerJobs, jobPayload } from './runner-jobs';
 
 export class ClaimDto {
   @ApiProperty({ description: 'seconds to wait for a job before answering 204', minimum: 0, maximum: 120, default: 30, required: false })
-  @IsOptional()
+  @IsOmittable()
   @IsInt()
   @Min(0)
   @Max(120)

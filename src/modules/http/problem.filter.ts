@@ -1,6 +1,7 @@
 import { type ArgumentsHost, Catch, type ExceptionFilter, HttpException, Logger } from '@nestjs/common';
 import type { Response } from 'express';
 import { DomainError } from '../../common/errors';
+import { problemForStatus } from './edge';
 import { CODE_BY_STATUS, PROBLEM_CONTENT_TYPE, type Problem, problem, problemOf } from './problem';
 
 /**
@@ -28,6 +29,8 @@ export class ProblemFilter implements ExceptionFilter {
       const status = error.getStatus();
       const code = CODE_BY_STATUS[status];
       if (code !== undefined) return problem(code, error.message, status);
+      // Any other client error a framework part raises (412, 416 from static files): its own status.
+      if (status >= 400 && status < 500) return problemForStatus(status, error.message);
     }
     this.logger.error(error instanceof Error ? (error.stack ?? error.message) : String(error));
     return problem('internal_error', 'the server could not handle this request', 500);
