@@ -1,4 +1,4 @@
-import { readFileSync, readdirSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
 
 /**
  * A job runs in a process group of its own (spawned detached: its own session and group, the
@@ -48,18 +48,31 @@ export function parseProcStat(stat: string): { state: string; pgrp: number } | n
   return { state: fields[0], pgrp };
 }
 
-/** Whether the process is gone, or a zombie nobody reaps (an init that does not reap orphans): dead either way. */
-export function processGone(pid: number): boolean {
+/**
+ * Whether the process is gone ("no such process", or no /proc/<pid> on a /proc that lists this
+ * process), or a zombie nobody reaps (an init that does not reap orphans): dead either way. Throws
+ * where it cannot tell (no /proc, an unreadable stat, an unexpected error), never guessing "gone".
+ */
+export function processGone(pid: number, procRoot = '/proc'): boolean {
   try {
     process.kill(pid, 0);
-  } catch {
-    return true;
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'ESRCH') return true;
+    if (code !== 'EPERM') throw error;
+    // EPERM: it exists, but is not ours to signal; /proc says whether it is a zombie.
   }
+  let stat: string;
   try {
-    return parseProcStat(readFileSync(`/proc/${pid}/stat`, 'utf8'))?.state === 'Z';
-  } catch {
-    return true;
+    stat = readFileSync(`${procRoot}/${pid}/stat`, 'utf8');
+  } catch (error) {
+    // Exited (and reaped) since the signal: /proc is there, as our own entry shows, but not it.
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT' && existsSync(`${procRoot}/${process.pid}/stat`)) return true;
+    throw new Error(`cannot tell whether process ${pid} is gone: ${(error as Error).message}`, { cause: error });
   }
+  const parsed = parseProcStat(stat);
+  if (parsed === null) throw new Error(`cannot tell whether process ${pid} is gone: unreadable ${procRoot}/${pid}/stat`);
+  return parsed.state === 'Z' || parsed.state === 'X';
 }
 
 /** Whether any process of the group still lives. */
