@@ -324,7 +324,13 @@ describe('RunnerAgent against a scripted server', () => {
     c.ack(await c.next('running'));
     await c.next('completed');
     c.send({ type: 'error', code: 'invalid_transition', message: 'cannot complete a job that is failed', job: j.id });
-    await c.next('ready');
+    expect(await c.next()).toEqual({ type: 'ready' });
+    // Dropped for good: on the next connection it holds no job, and asks for work without the report.
+    c.socket.close(1001, 'server shutting down');
+    const second = await s.connection(1);
+    expect(await second.welcome()).toMatchObject({ type: 'hello', jobs: [] });
+    expect(await second.next()).toEqual({ type: 'ready' });
+    expect([...c.received, ...second.received].filter((frame) => frame.type === 'completed')).toHaveLength(1);
   });
 
   it('stops a job the server says it no longer holds (invalid_transition on running), without reporting it', async () => {
@@ -440,7 +446,8 @@ describe('RunnerAgent against a scripted server', () => {
     await c.welcome();
     await c.next('ready');
     c.send({ type: 'error', code: 'rate_limited', message: 'too many claims; back off and retry' });
-    await c.next('ready', 2_000);
+    expect(await c.next(undefined, 2_000)).toEqual({ type: 'ready' });
+    expect(c.received.filter((frame) => frame.type === 'ready')).toHaveLength(2);
   });
 
   it('reconnects when the server goes silent', async () => {
@@ -452,7 +459,8 @@ describe('RunnerAgent against a scripted server', () => {
     // The server stops reading: no frames, no pongs.
     (c.socket as unknown as { _socket: Duplex })._socket.pause();
     const second = await s.connection(1, 3_000);
-    await second.welcome();
-    await second.next('ready');
+    expect(await second.welcome()).toMatchObject({ type: 'hello', jobs: [] });
+    expect(await second.next()).toEqual({ type: 'ready' });
+    expect(s.connections).toHaveLength(2);
   });
 });

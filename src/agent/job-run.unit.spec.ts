@@ -120,11 +120,16 @@ describe('JobRun (real processes)', () => {
 
   it('stops a job past its timeout: the whole group is gone and the reason is timeout', async () => {
     const pidFile = join(pidDir, 'timeout');
-    const { run: r } = run(job({ timeout: 1, cmd: ['sh', '-c', `sleep 300 & echo $! > ${pidFile}; wait`] }));
+    const warnings: string[] = [];
+    const log = { ...silentLog, warn: (message: string) => void warnings.push(message) };
+    const r = new JobRun(job({ timeout: 1, cmd: ['sh', '-c', `sleep 300 & echo $! > ${pidFile}; wait`] }), settings(), log, () => 25 * 1024 * 1024, () => undefined);
     const end = ended(await r.ended);
     expect(end.stoppedFor).toBe('timeout');
     expect(end.durationMs).toBeGreaterThanOrEqual(1_000);
-    expect(end.durationMs).toBeLessThan(5_000);
+    // Ended by the group's SIGTERM at the timeout, not left to the SIGKILL after the grace. (How
+    // soon after the timeout is a latency, not a unit test's claim.)
+    expect(end.exit).toEqual({ code: null, signal: 'SIGTERM' });
+    expect(warnings).toEqual(['job timed out; stopping it']);
     expect(gone(Number(readFileSync(pidFile, 'utf8')))).toBe(true);
   });
 

@@ -53,7 +53,12 @@ export function parseProcStat(stat: string): { state: string; pgrp: number } | n
  * process), or a zombie nobody reaps (an init that does not reap orphans): dead either way. Throws
  * where it cannot tell (no /proc, an unreadable stat, an unexpected error), never guessing "gone".
  */
-export function processGone(pid: number, procRoot = '/proc'): boolean {
+export function processGone(pid: number): boolean {
+  return processGoneIn('/proc', pid);
+}
+
+/** `processGone` against another /proc (for tests). */
+export function processGoneIn(procRoot: string, pid: number): boolean {
   try {
     process.kill(pid, 0);
   } catch (error) {

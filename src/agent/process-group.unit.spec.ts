@@ -2,7 +2,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { groupAlive, parseProcStat, processGone as gone, terminateGroup } from './process-group';
+import { groupAlive, parseProcStat, processGone as gone, processGoneIn, terminateGroup } from './process-group';
 
 /** Starts `sh -c script` in a group of its own; resolves with its pid once it printed its first line. */
 function startGroup(script: string): Promise<{ pid: number; firstLine: string; child: ChildProcess }> {
@@ -80,16 +80,16 @@ describe('processGone', () => {
 
   it('reads a zombie as gone and a sleeping process as not, from its stat', () => {
     fakeStat('Z');
-    expect(gone(process.pid, fakeProc)).toBe(true);
+    expect(processGoneIn(fakeProc, process.pid)).toBe(true);
     fakeStat('S');
-    expect(gone(process.pid, fakeProc)).toBe(false);
+    expect(processGoneIn(fakeProc, process.pid)).toBe(false);
   });
 
   it('throws instead of saying gone when it cannot tell: no /proc, or a stat it cannot read', () => {
     fakeStat(null); // the process exists (it is this one), but this /proc has no entry for it: not mounted
-    expect(() => gone(process.pid, fakeProc)).toThrow(/cannot tell whether process/);
-    expect(() => gone(process.pid, join(fakeProc, 'missing'))).toThrow(/cannot tell whether process/);
+    expect(() => processGoneIn(fakeProc, process.pid)).toThrow(/cannot tell whether process/);
+    expect(() => processGoneIn(join(fakeProc, 'missing'), process.pid)).toThrow(/cannot tell whether process/);
     fakeStat('garbage');
-    expect(() => gone(process.pid, fakeProc)).toThrow(/cannot tell whether process/);
+    expect(() => processGoneIn(fakeProc, process.pid)).toThrow(/cannot tell whether process/);
   });
 });
