@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { RunnerGateway } from '../../src/modules/gateway/runner-gateway';
 import { Liveness } from '../../src/modules/liveness/liveness';
 import { type TestApp, admin, bearer, projectorsCaughtUp, startTestApp } from '../support/app';
 import { Fixtures } from '../support/fixtures';
@@ -6,6 +7,24 @@ import { appSuite } from '../support/suite';
 import { TestRunner } from '../support/runner-client';
 
 const sha256 = (s: string) => createHash('sha256').update(s).digest('hex');
+const NO_SUCH_JOB = '01a00000-0000-7000-8000-000000000000';
+
+/**
+ * Every frame the runner sent before has been handled, and none of them got it a job: frames of a
+ * socket are handled in order, a job claimed for a `ready` is pushed while it is handled, and a
+ * heartbeat for a job that does not exist is answered not_found (a job frame would come first).
+ */
+async function handledWithoutJob(socket: TestRunner): Promise<void> {
+  expect(await socket.request({ type: 'heartbeat', job: NO_SUCH_JOB, attempt: 1 })).toMatchObject({ type: 'error', code: 'not_found' });
+}
+
+async function until(what: string, condition: () => boolean, timeoutMs = 5_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`${what}: not within ${timeoutMs} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+}
 
 describe('runner gateway (one process, in-process bus)', () => {
   const suite = appSuite({
@@ -320,7 +339,9 @@ describe('runner gateway (one process, in-process bus)', () => {
     expect(claimed).toEqual(['enterprise-1', 'teamA-1', 'teamB-1', 'teamA-2', 'free-1']);
     const sixth = await connect((await f.runner([spec.slug])).token);
     sixth.send({ type: 'ready' });
-    await expect(sixth.next('job', 500)).rejects.toThrow(/no job/);
+    await handledWithoutJob(sixth);
+    const free2 = jobs.find((j) => j.name === 'free-2')!.id;
+    expect(await f.job(free2)).toMatchObject({ status: 'pending', runner: null });
     // free-1 ends: free-2 is pushed to the waiting runner.
     const freeJob = jobs.find((j) => j.name === 'free-1')!.id;
     await sockets[4].request({ type: 'running', job: freeJob, attempt: 1 }, 'ack');
@@ -346,7 +367,7 @@ describe('runner gateway (one process, in-process bus)', () => {
       expect(((await sockets[i].next('job', 2_000)).job as { id: string }).id).toBe(job.id);
       jobs.push(job.id);
     }
-    await expect(sockets[3].next('job', 300)).rejects.toThrow(/no job/);
+    await handledWithoutJob(sockets[3]);
     // The first finishes its job and asks again: it now waits behind the fourth.
     await sockets[0].request({ type: 'running', job: jobs[0], attempt: 1 }, 'ack');
     await sockets[0].request({ type: 'completed', job: jobs[0], attempt: 1, exitCode: 0, stdout: '', stderr: '', files: {} }, 'ack');
@@ -354,19 +375,56 @@ describe('runner gateway (one process, in-process bus)', () => {
     await sockets[0].request({ type: 'heartbeat', job: '01a00000-0000-7000-8000-000000000000', attempt: 1 }, 'error');
     const fourth = await f.submit(tenant, spec.slug);
     expect(((await sockets[3].next('job', 2_000)).job as { id: string }).id).toBe(fourth.id);
-    await expect(sockets[0].next('job', 300)).rejects.toThrow(/no job/);
+    await handledWithoutJob(sockets[0]);
+    // Each job was claimed once, by the runner it was pushed to.
+    const claims = await t.db.query<{ stream_id: string }>(`SELECT stream_id FROM events WHERE type = 'JobClaimed' AND stream_id = ANY($1::uuid[])`, [[...jobs, fourth.id]]);
+    expect(claims.rows.map((row) => row.stream_id).sort()).toEqual([...jobs, fourth.id].sort());
     const fifth = await f.submit(tenant, spec.slug);
     expect(((await sockets[0].next('job', 2_000)).job as { id: string }).id).toBe(fifth.id);
   });
 
   it('never gives a runner more jobs than its capacity', async () => {
     const { spec, tenant, socket } = await setup();
-    await f.submit(tenant, spec.slug);
-    await f.submit(tenant, spec.slug);
+    const first = await f.submit(tenant, spec.slug);
+    t.advance(1_000); // the older goes first
+    const second = await f.submit(tenant, spec.slug);
     socket.send({ type: 'ready' });
-    await socket.next('job');
+    expect((await socket.next('job')).job).toMatchObject({ id: first.id });
     socket.send({ type: 'ready' });
-    await expect(socket.next('job', 500)).rejects.toThrow(/no job/);
+    await handledWithoutJob(socket);
+    expect(await f.job(second.id)).toMatchObject({ status: 'pending', runner: null });
+  });
+
+  it('gives a runner of capacity 2 two jobs at once, and a third only once one of them ends', async () => {
+    const spec = await f.spec();
+    const tenant = await f.tenant('enterprise');
+    const runner = await f.runner([spec.slug]);
+    const socket = await TestRunner.connect(t.url, runner.token);
+    open.push(socket);
+    socket.send({ type: 'hello', version: 'test-1', capacity: 2, fingerprint: {} });
+    await socket.next('welcome');
+    const ids: string[] = [];
+    for (let i = 0; i < 3; i++) {
+      t.advance(1_000); // oldest first
+      ids.push((await f.submit(tenant, spec.slug)).id);
+    }
+    const held: string[] = [];
+    for (let i = 0; i < 2; i++) {
+      socket.send({ type: 'ready' });
+      held.push(((await socket.next('job')).job as { id: string }).id);
+    }
+    expect(held).toEqual(ids.slice(0, 2));
+    expect((await f.job(ids[1])).runner).toBe(runner.id);
+    // At its capacity: a third ask gets nothing, and the third job waits.
+    socket.send({ type: 'ready' });
+    await handledWithoutJob(socket);
+    expect(await f.job(ids[2])).toMatchObject({ status: 'pending', runner: null });
+    // One ends: the runner, still waiting, is pushed the third.
+    await socket.request({ type: 'running', job: ids[0], attempt: 1 }, 'ack');
+    await socket.request({ type: 'completed', job: ids[0], attempt: 1, exitCode: 0 }, 'ack');
+    socket.send({ type: 'ready' });
+    expect(((await socket.next('job', 2_000)).job as { id: string }).id).toBe(ids[2]);
+    expect(await f.job(ids[2])).toMatchObject({ status: 'claimed', runner: runner.id });
   });
 
   it('claims over REST for runners without a socket: 204 when nothing comes, the job when one is submitted while waiting', async () => {
@@ -374,11 +432,15 @@ describe('runner gateway (one process, in-process bus)', () => {
     const tenant = await f.tenant();
     const runner = await f.runner([spec.slug]);
     await t.http.post('/v1/runner/claim').set(bearer(runner.token)).send({ pollTimeout: 0 }).expect(204);
+    const gateway = t.app.get(RunnerGateway, { strict: false });
+    expect(gateway.parkedClaims).toBe(0);
     const waiting = t.http.post('/v1/runner/claim').set(bearer(runner.token)).send({ pollTimeout: 10 });
     const answer = waiting.then((res) => res);
-    await new Promise((resolve) => setTimeout(resolve, 200));
+    // The server's own count: the claim is waiting to be woken.
+    await until('the long-poll claim to be parked', () => gateway.parkedClaims === 1);
     const submitted = await f.submit(tenant, spec.slug);
     const res = await answer;
+    expect(gateway.parkedClaims).toBe(0);
     expect(res.status).toBe(200);
     expect(res.body).toMatchObject({ id: submitted.id, attempt: 1, spec: spec.slug });
     await t.http.post('/v1/runner/claim').set(bearer(runner.token)).send({ pollTimeout: 'soon' }).expect(400);

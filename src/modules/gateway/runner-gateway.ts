@@ -153,14 +153,26 @@ export class RunnerGateway implements OnApplicationBootstrap, BeforeApplicationS
         specs,
         wake: () => {
           this.workWaiters.delete(waiter);
+          this.metrics.parkedClaims.set(this.workWaiters.size);
           signal.removeEventListener('abort', waiter.wake);
           resolve();
         },
       };
       if (signal.aborted) return resolve();
       this.workWaiters.add(waiter);
+      this.metrics.parkedClaims.set(this.workWaiters.size);
       signal.addEventListener('abort', waiter.wake, { once: true });
     });
+  }
+
+  /** REST long-poll claims waiting for work here now. */
+  get parkedClaims(): number {
+    return this.workWaiters.size;
+  }
+
+  /** Socket runners that asked for work here and have none yet. */
+  get waitingRunners(): number {
+    return this.waiting.size;
   }
 
   // --- upgrade ---------------------------------------------------------------------------

@@ -48,6 +48,8 @@ export class Metrics {
 
   readonly connectedRunners = new Gauge({ name: 'runway_connected_runners', help: 'Runner sockets open on this instance', registers: [this.registry] });
 
+  readonly parkedClaims = new Gauge({ name: 'runway_parked_claims', help: 'REST long-poll claims waiting for work on this instance', registers: [this.registry] });
+
   readonly rateLimited = new Counter({ name: 'runway_rate_limited_total', help: 'Requests refused by a rate limit', labelNames: ['limit'], registers: [this.registry] });
 
   constructor(db: Db) {
