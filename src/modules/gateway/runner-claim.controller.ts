@@ -1,9 +1,11 @@
-import { Body, Controller, HttpCode, Post, Req, Res } from '@nestjs/common';
+import { Body, Controller, HttpCode, Logger, Post, Req, Res } from '@nestjs/common';
 import { ApiBearerAuth, ApiProperty, ApiTags } from '@nestjs/swagger';
 import { IsInt, Max, Min } from 'class-validator';
 import { IsOmittable } from '../../common/optional';
 import type { Request, Response } from 'express';
 import { Clock } from '../../common/clock';
+import { ConcurrencyError, InvalidTransitionError } from '../../common/errors';
+import type { JobState } from '../../machines/job.machine';
 import { Access } from '../auth/access.decorator';
 import { runnerOf } from '../auth/principal';
 import { Ctx, type RequestContext } from '../http/request-context';
@@ -25,6 +27,8 @@ export class ClaimDto {
 @ApiBearerAuth()
 @Controller('v1/runner')
 export class RunnerClaimController {
+  private readonly logger = new Logger(RunnerClaimController.name);
+
   constructor(
     private readonly gateway: RunnerGateway,
     private readonly runnerJobs: RunnerJobs,
@@ -42,16 +46,31 @@ export class RunnerClaimController {
   ): Promise<JobPayload | undefined> {
     const runnerId = runnerOf(ctx.principal);
     const gone = new AbortController();
-    response.on('close', () => gone.abort());
+    /** The job claimed for this request, until its answer is written. */
+    let handed: JobState | null = null;
+    response.on('close', () => {
+      gone.abort();
+      // The client left before the answer with its job was written: nobody will run it.
+      if (handed !== null && !response.writableFinished) void this.release(runnerId, handed, ctx);
+      handed = null;
+    });
+    response.on('finish', () => (handed = null));
     const deadline = this.clock.now().getTime() + (dto.pollTimeout ?? 30) * 1000;
     const specs = new Set(await this.gateway.specsOf(runnerId));
-    for (;;) {
+    while (!gone.signal.aborted) {
       // Subscribe to wake-ups before looking, so work that appears in between is not missed.
       const waiting = new AbortController();
       const woken = this.gateway.waitForWork(specs, AbortSignal.any([gone.signal, waiting.signal]));
       const { job } = await this.runnerJobs.claim(runnerId, 1, ctx.metadata);
       if (job !== null) {
         waiting.abort();
+        // The client left while the claim was in flight: the job goes back at once instead of
+        // waiting out its claim timeout for a runner that never got it.
+        if (gone.signal.aborted) {
+          await this.release(runnerId, job, ctx);
+          return undefined;
+        }
+        handed = job;
         return jobPayload(job);
       }
       const left = deadline - this.clock.now().getTime();
@@ -62,10 +81,21 @@ export class RunnerClaimController {
       const timer = setTimeout(() => waiting.abort(), left);
       await woken;
       clearTimeout(timer);
-      if (gone.signal.aborted) break;
     }
     request.resume();
     response.status(204);
     return undefined;
+  }
+
+  /** Gives back a job claimed for a request whose client is gone (`runnerLost`: requeued, or failed at its last attempt). */
+  private async release(runnerId: string, job: JobState, ctx: RequestContext): Promise<void> {
+    try {
+      await this.runnerJobs.lost(runnerId, job.jobId, job.attempt, ctx.metadata);
+      this.logger.log(`runner ${runnerId} left before its claim of job ${job.jobId} attempt ${job.attempt} was answered: released`);
+    } catch (error) {
+      // It moved on meanwhile (canceled, timed out): there is nothing left to give back.
+      if (error instanceof InvalidTransitionError || error instanceof ConcurrencyError) return;
+      this.logger.error(`could not release job ${job.jobId} claimed for a client that left: ${(error as Error).message}`);
+    }
   }
 }
