@@ -50,7 +50,9 @@ export class TokenBucket {
 
   private refill(): void {
     const now = this.now();
-    if (now > this.last) this.tokens = Math.min(this.burst, this.tokens + ((now - this.last) / 1000) * this.ratePerSecond);
+    // A clock stepped back refills nothing until it is past the last refill again (time is not counted twice).
+    if (now <= this.last) return;
+    this.tokens = Math.min(this.burst, this.tokens + ((now - this.last) / 1000) * this.ratePerSecond);
     this.last = now;
   }
 }
