@@ -274,7 +274,10 @@ describe('job audit (GET /v1/jobs/{job}/audit)', () => {
 
     it('is in the OpenAPI document', async () => {
       const doc = (await t.http.get('/openapi.json').expect(200)).body;
-      expect(doc.paths['/v1/jobs/{job}/audit'].get.responses['200']).toBeDefined();
+      expect(doc.paths['/v1/jobs/{job}/audit'].get.responses['200']).toMatchObject({
+        content: { 'application/json': { schema: { $ref: '#/components/schemas/JobAuditDto' } } },
+      });
+      expect(Object.keys(doc.components.schemas.JobAuditDto.properties)).toEqual(expect.arrayContaining(['verified', 'status', 'eventCount', 'chainValid']));
     });
   });
 

@@ -214,7 +214,13 @@ describe('projections: views derived from the log, rebuilt and compared', () => 
     await socket.request({ type: 'completed', job: job.id, attempt: 1, exitCode: 0 }, 'ack');
     t.advance(1_000);
     await socket.close();
-    await new Promise((resolve) => setTimeout(resolve, 100));
+    // The gateway records the disconnect once it hears the close: wait for that event, then the view.
+    for (let i = 0; ; i++) {
+      const { rows } = await t.db.query(`SELECT 1 FROM events WHERE stream_id = $1 AND type = 'RunnerDisconnected'`, [runner.id]);
+      if (rows.length > 0) break;
+      if (i === 200) throw new Error('no RunnerDisconnected within 10 s');
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
     await caughtUp();
     expect(await view()).toMatchObject({ state: 'offline', currentJob: null, lastSeenAt: t.clock.now().toISOString() });
     const types = (await t.db.query<{ type: string }>(`SELECT type FROM events WHERE stream_id = $1 ORDER BY stream_position`, [runner.id])).rows;
