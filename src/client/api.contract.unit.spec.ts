@@ -1,3 +1,5 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import type { JobAuditDto } from '../modules/audit/audit.dto';
 import type { UsageResponse } from '../modules/billing/billing.dto';
 import type { EventEnvelope as ServerEnvelope } from '../events/envelope';
@@ -36,6 +38,23 @@ const contract = {
   'problem+json': true satisfies Fits<ServerProblem, Problem>,
 };
 
-it("the server's responses fit the client's types (checked by the compiler)", () => {
-  expect(Object.values(contract).every((fits) => fits)).toBe(true);
+/** Controls: `Fits` can say no. Were it always true, these errors would not happen and tsc would fail on the unused directives. */
+const controls = {
+  // @ts-expect-error a number is not a string
+  primitive: true satisfies Fits<number, string>,
+  // @ts-expect-error a job without its status does not fit the client's Job
+  missingField: true satisfies Fits<Omit<ReturnType<typeof mapJob>, 'status'>, Job>,
+};
+
+/*
+ * Erased at run time, these checks are made by `npm run typecheck` (tsc -p tsconfig.json), not by
+ * jest (swc strips types). What jest can check is that tsc does read this file.
+ */
+it("is a file the type check reads, so the compiler checks the server's responses against the client's types", () => {
+  const config = JSON.parse(readFileSync(join(__dirname, '../../tsconfig.json'), 'utf8')) as { include: string[]; exclude?: string[] };
+  expect(config.include).toContain('src');
+  expect(config.exclude ?? []).toEqual([]);
+  expect(JSON.parse(readFileSync(join(__dirname, '../../package.json'), 'utf8')).scripts.typecheck).toBe('tsc -p tsconfig.json --noEmit');
+  expect(Object.keys(contract)).toHaveLength(14);
+  expect(Object.keys(controls)).toEqual(['primitive', 'missingField']);
 });
