@@ -46,8 +46,14 @@ export class Liveness implements OnApplicationBootstrap, OnApplicationShutdown {
   private readonly runnersHeard = new Map<string, number>();
   /** When each gateway instance last said it is alive. */
   private readonly gateways = new Map<string, number>();
-  /** Since when this instance has watched heartbeats: its start, or the end of a database outage. */
+  /**
+   * Since when this instance has watched heartbeats: its start, or the end of a database outage
+   * or of a bus outage (heartbeats and gateways' alive messages come over the bus).
+   */
   private listeningSince: number;
+  /** The bus is disconnected: nothing is heard, and silence says nothing of the runners. */
+  private busDown = false;
+  private stopWatchingBus: () => void = () => undefined;
   private subscriptions: Subscription[] = [];
   private timer: NodeJS.Timeout | null = null;
   private sweeping: Promise<void> | null = null;
@@ -73,6 +79,7 @@ export class Liveness implements OnApplicationBootstrap, OnApplicationShutdown {
       this.bus.subscribe(this.subjects.allHeartbeats(), ({ data }) => this.heard(data as HeartbeatMessage)),
       this.bus.subscribe(this.subjects.anyGatewayAlive(), ({ data }) => this.gatewayAlive(data as GatewayAliveMessage)),
     ];
+    this.stopWatchingBus = this.bus.onConnectionChange((connected) => this.busConnection(connected));
     const period = Math.max(50, Math.min(1_000, Math.floor(this.config.heartbeatIntervalMs)));
     this.timer = setInterval(() => {
       if (performance.now() >= this.retryAt) void this.sweep();
@@ -81,6 +88,7 @@ export class Liveness implements OnApplicationBootstrap, OnApplicationShutdown {
 
   async onApplicationShutdown(): Promise<void> {
     if (this.timer !== null) clearInterval(this.timer);
+    this.stopWatchingBus();
     await Promise.all(this.subscriptions.map((s) => s.unsubscribe()));
     await this.sweeping;
   }
@@ -90,6 +98,19 @@ export class Liveness implements OnApplicationBootstrap, OnApplicationShutdown {
     const now = this.clock.now().getTime();
     this.heartbeats.set(message.job, { attempt: message.attempt, at: now });
     this.runnersHeard.set(message.runner, now);
+  }
+
+  /**
+   * The bus went away or came back. While it is away no heartbeat can be heard, so no attempt is
+   * lost to silence and no gateway is given up for lost; once it is back, those deadlines count
+   * from the reconnection, as after a database outage or a start. Claim and job timeouts, which
+   * the log alone decides, go on.
+   */
+  busConnection(connected: boolean): void {
+    this.busDown = !connected;
+    this.listeningSince = Math.max(this.listeningSince, this.clock.now().getTime());
+    if (connected) this.logger.log('the bus is back: heartbeat deadlines count from now');
+    else this.logger.warn('the bus is disconnected: no attempt is lost to silence until it is back');
   }
 
   gatewayAlive(message: GatewayAliveMessage): void {
@@ -135,7 +156,7 @@ export class Liveness implements OnApplicationBootstrap, OnApplicationShutdown {
     );
     // Back after the database was unreachable: what could not be seen meanwhile (reports,
     // starts, pushes that failed) is given a full heartbeat timeout from now, as at a start.
-    if (this.backoff.failures > 0) this.listeningSince = now;
+    if (this.backoff.failures > 0 || this.busDown) this.listeningSince = now;
     const inFlight = new Set<string>();
     for (const job of rows) {
       inFlight.add(job.id);

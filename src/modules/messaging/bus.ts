@@ -39,6 +39,15 @@ export abstract class Bus {
   abstract flush(): Promise<void>;
 
   abstract close(): Promise<void>;
+
+  /**
+   * Calls `listener` each time the connection to the other processes is lost (false) and back
+   * (true); returns what stops it. One process (LocalBus) is never disconnected: never called.
+   */
+  onConnectionChange(listener: (connected: boolean) => void): () => void {
+    void listener;
+    return () => undefined;
+  }
 }
 
 /** Publishing or subscribing on a bus that was closed. */

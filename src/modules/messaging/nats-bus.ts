@@ -21,6 +21,7 @@ const DRAIN_LIMIT_MS = 2_000;
 export class NatsBus extends Bus {
   private readonly logger = new Logger(NatsBus.name);
   private closing: Promise<void> | null = null;
+  private readonly connectionListeners = new Set<(connected: boolean) => void>();
 
   private constructor(readonly connection: NatsConnection) {
     super();
@@ -81,6 +82,11 @@ export class NatsBus extends Bus {
     await this.connection.flush();
   }
 
+  override onConnectionChange(listener: (connected: boolean) => void): () => void {
+    this.connectionListeners.add(listener);
+    return () => this.connectionListeners.delete(listener);
+  }
+
   async close(): Promise<void> {
     this.closing ??= this.shutdown();
     await this.closing;
@@ -105,13 +111,25 @@ export class NatsBus extends Bus {
     for await (const status of this.connection.status()) this.report(status);
   }
 
+  private tell(connected: boolean): void {
+    for (const listener of this.connectionListeners) {
+      try {
+        listener(connected);
+      } catch (error) {
+        this.logger.error(`a NATS connection listener failed: ${(error as Error).message}`);
+      }
+    }
+  }
+
   private report(status: Status): void {
     switch (status.type) {
       case 'disconnect':
         this.logger.warn(`disconnected from NATS at ${status.server}; reconnecting`);
+        this.tell(false);
         return;
       case 'reconnect':
         this.logger.log(`reconnected to NATS at ${status.server}`);
+        this.tell(true);
         return;
       case 'error':
         this.logger.error(`NATS: ${status.error.message}`);
