@@ -4,12 +4,15 @@
  * through to each (rebuild takes --seconds and ignores it: its runs are whole passes over the
  * log; throughput and latency ignore --seconds too, and latency --runs: their runs are numbers of
  * jobs; heartbeat takes --seconds as the length of a window, memory ignores it); results are
- * written to bench/results.json, keyed by benchmark.
+ * written to bench/results.json, keyed by benchmark, with where, when and at which commit they were
+ * taken (`provenance`, bench/support/provenance.ts; each benchmark's own is in its result too).
  */
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { NATS_URL, UNTHROTTLED_ENV } from './support/runway-deployment';
+import { collectProvenance, provenanceLine } from './support/provenance';
 
 const BENCHMARKS = [
   { name: 'append', entry: join(__dirname, 'append', 'append.bench.js') },
@@ -20,9 +23,13 @@ const BENCHMARKS = [
   { name: 'memory', entry: join(__dirname, 'memory', 'memory.bench.js') },
 ];
 
-function main(): void {
+async function main(): Promise<void> {
   const args = process.argv.slice(2);
   const smoke = args.includes('--smoke');
+  // The servers of throughput, latency, heartbeat and memory run with the rate limits lifted (and
+  // heartbeat with longer timeouts: its own provenance says so); append and rebuild start none.
+  const provenance = await collectProvenance({ runwayEnv: UNTHROTTLED_ENV, natsUrl: NATS_URL });
+  console.log(provenanceLine(provenance));
   const scratch = mkdtempSync(join(tmpdir(), 'runway-bench-'));
   const results: Record<string, unknown> = {};
   for (const bench of BENCHMARKS) {
@@ -37,8 +44,14 @@ function main(): void {
   }
   // Smoke runs only prove the benchmarks still work; they never replace the recorded results.
   const target = join(__dirname, '..', '..', 'bench', smoke ? 'results.smoke.json' : 'results.json');
-  writeFileSync(target, JSON.stringify({ recordedAt: new Date().toISOString(), args, results }, null, 2) + '\n');
+  writeFileSync(target, JSON.stringify({ recordedAt: new Date().toISOString(), args, provenance, results }, null, 2) + '\n');
   console.log(`\nwrote ${target}`);
 }
 
-main();
+main().then(
+  () => process.exit(0),
+  (error: unknown) => {
+    console.error(error);
+    process.exit(1);
+  },
+);

@@ -11,6 +11,7 @@ import { Logger } from '@nestjs/common';
 import type { Pool } from 'pg';
 import { COMMON_FLAGS, parseFlags } from '../support/args';
 import { benchPool, onServer, withDatabase } from '../support/postgres';
+import { type Provenance, collectProvenance, provenanceLine } from '../support/provenance';
 import { median, percentile, printTable } from '../support/stats';
 import { SystemClock } from '../../src/common/clock';
 import { UuidV7Generator } from '../../src/common/ids';
@@ -137,9 +138,10 @@ function summarize(runs: RunResult[]): RunResult & { runs: RunResult[] } {
   };
 }
 
-function printResults(results: readonly ConfigResult[]): void {
+function printResults(provenance: Provenance, results: readonly ConfigResult[]): void {
   const ms = (v: number) => `${v.toFixed(2)} ms`;
   printTable(
+    provenanceLine(provenance),
     ['writers', 'store ops/s', 'base ops/s', 'store/base', 'store p50', 'store p99', 'base p50', 'base p99'],
     results.map((r) => [
       String(r.writers),
@@ -178,6 +180,7 @@ async function main(): Promise<void> {
     const settings = await database.db.query<{ version: string; sync: string }>(
       `SELECT current_setting('server_version') AS version, current_setting('synchronous_commit') AS sync`,
     );
+    const provenance = await collectProvenance({ notes: ['EventStore.append and the baseline in this process, through node-postgres; no Runway server'] });
     const clock = new SystemClock();
     const ids = new UuidV7Generator(clock);
     const store = new EventStore(database.db, clock, ids);
@@ -213,10 +216,10 @@ async function main(): Promise<void> {
       results.push({ writers, store: summarize(storeRuns), baseline: summarize(baselineRuns), ratio });
     }
 
-    printResults(results);
+    printResults(provenance, results);
     console.log('\nops/s, p50 and p99: medians over runs; store/base: median of the per-run ratios of ops/s.');
     if (options.json !== null) {
-      writeFileSync(options.json, `${JSON.stringify({ options, poolSize: POOL_SIZE, results }, null, 2)}\n`);
+      writeFileSync(options.json, `${JSON.stringify({ provenance, options, poolSize: POOL_SIZE, results }, null, 2)}\n`);
       console.log(`results written to ${options.json}`);
     }
   } finally {

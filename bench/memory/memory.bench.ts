@@ -8,7 +8,7 @@
  *     [--settle S] [--hello-only] [--json FILE]
  */
 import { writeFileSync } from 'node:fs';
-import { cpus, loadavg } from 'node:os';
+import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { COMMON_FLAGS, counts, parseFlags } from '../support/args';
 import { BenchChild } from '../support/child';
@@ -16,8 +16,8 @@ import { ProcessCpu } from '../support/cpu';
 import { HttpClient } from '../support/http';
 import { type InspectedMemory, InspectorSession } from '../support/inspector';
 import { mebibytes, processRssBytes } from '../support/memory';
-import { serverSettings } from '../support/postgres';
-import { BenchDeployment, UNTHROTTLED_ENV } from '../support/runway-deployment';
+import { collectProvenance, provenanceLine } from '../support/provenance';
+import { BenchDeployment, NATS_URL, UNTHROTTLED_ENV } from '../support/runway-deployment';
 import { type RunwayServer, freePort } from '../support/runway-server';
 import { createTenant } from '../support/runway-tenant';
 import { epochMs, median, printTable, sleep, thousands } from '../support/stats';
@@ -199,12 +199,12 @@ function main(): Promise<void> {
   return (async () => {
     const options = parseArgs(process.argv.slice(2));
     const most = options.levels[options.levels.length - 1];
-    const settings = await serverSettings();
+    const provenance = await collectProvenance({ runwayEnv: UNTHROTTLED_ENV, natsUrl: NATS_URL });
+    const where = provenanceLine(provenance);
     console.log(
       `memory benchmark: one server (every role), 0 then ${options.levels.map((n) => thousands(n)).join(', ')} idle runners ` +
         `(${options.helloOnly ? 'hello only' : 'hello, then ready'}), ${options.runs} run(s), each level after a settle of ` +
-        `${options.settleSeconds} s and a full GC, ${options.samples} RSS samples ${options.sampleEveryMs} ms apart; ` +
-        `PostgreSQL ${settings.version}; ${cpus().length} cores, load average ${loadavg()[0].toFixed(1)}\n`,
+        `${options.settleSeconds} s and a full GC, ${options.samples} RSS samples ${options.sampleEveryMs} ms apart\n${where}\n`,
     );
     const started = epochMs();
     const deployment = await BenchDeployment.create(DB_NAME, UNTHROTTLED_ENV);
@@ -228,6 +228,7 @@ function main(): Promise<void> {
       console.log(`\nresident memory of the server (median of ${options.runs} run(s); per connection: (level - 0) / connections, median of the runs):\n`);
       const kib = (bytes: number | null) => (bytes === null ? '-' : `${(bytes / 1024).toFixed(1)} KiB`);
       printTable(
+        where,
         ['runners', 'RSS', 'RSS / connection', 'heap used', 'heap / connection', 'external', 'server cpu'],
         results.map((r) => [
           r.closed ? '0 (all closed)' : thousands(r.connections),
@@ -242,7 +243,7 @@ function main(): Promise<void> {
       const load = loadavg();
       console.log(`\nwall time ${wallSeconds.toFixed(0)} s; load average now ${load.map((l) => l.toFixed(1)).join(' / ')} (1 / 5 / 15 min)`);
       if (options.json !== null) {
-        writeFileSync(options.json, `${JSON.stringify({ options, env: UNTHROTTLED_ENV, postgres: settings, cores: cpus().length, loadavgAfter: load, wallSeconds, results, records }, null, 2)}\n`);
+        writeFileSync(options.json, `${JSON.stringify({ provenance, options, env: UNTHROTTLED_ENV, loadavgAfter: load, wallSeconds, results, records }, null, 2)}\n`);
         console.log(`results written to ${options.json}`);
       }
     } finally {

@@ -12,6 +12,11 @@ export interface CallOptions {
   /** Fails unless the status is this one. */
   expect?: number;
   timeoutMs?: number;
+  /**
+   * Called with performance.now() right before the request is handed to the socket (headers and
+   * body in one write, after the body is serialized): when the client sends it.
+   */
+  onSend?: (at: number) => void;
 }
 
 /**
@@ -64,6 +69,7 @@ export class HttpClient {
       );
       req.on('timeout', () => req.destroy(new Error(`${method} ${this.baseUrl}${path} timed out`)));
       req.on('error', reject);
+      options.onSend?.(performance.now());
       req.end(payload);
     });
   }

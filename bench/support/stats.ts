@@ -13,8 +13,12 @@ export function percentile(sorted: readonly number[], q: number): number {
   return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))];
 }
 
-/** Prints a right-aligned table: a header line, a rule, then the rows. */
-export function printTable(header: readonly string[], rows: readonly (readonly string[])[]): void {
+/**
+ * Prints a right-aligned table: `caption` (where, when and at which commit it was measured:
+ * provenanceLine() of bench/support/provenance.ts), a header line, a rule, then the rows.
+ */
+export function printTable(caption: string, header: readonly string[], rows: readonly (readonly string[])[]): void {
+  console.log(caption);
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((row) => (row[i] ?? '').length)));
   const line = (cells: readonly string[]) => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  ');
   console.log(line(header));

@@ -4,27 +4,30 @@
  * JobCompleted), with 1, 8 and 64 runners in a process of their own; Runway with every role in
  * one process, and split over NATS (api,relay,projector | gateway). Beside it, on the same
  * PostgreSQL, graphile-worker 0.18 and pg-boss 12 completing no-op jobs, each at its defaults and
- * tuned for throughput, with as many workers as there are runners. See bench/README.md.
+ * tuned for throughput, with as many workers as there are runners. Runway is driven through REST +
+ * WebSocket, the peers through their library API. A peer whose runs hit the cap (pg-boss at its
+ * defaults: 2 s polling) has no throughput to compare with: its ratio is shown as "capped". See
+ * bench/README.md.
  *
  *   npm run build && node dist/bench/throughput/throughput.bench.js [--smoke] [--runs N] [--jobs N]
  *     [--runners 1,8,64] [--systems LIST] [--concurrency N] [--cap S] [--cpu-prof DIR] [--json FILE]
  */
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { cpus, loadavg, tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Pool } from 'pg';
 import { BenchChild } from '../support/child';
 import { HttpClient } from '../support/http';
 import { DEFAULT_PEER_SETTINGS, type PeerKind, type PeerProducer, type PeerSettings, type PeerVariant, describePeer, startPeerProducer } from '../support/peers';
 import { ProcessCpu, ownCpuSince } from '../support/cpu';
-import { type DatabaseUsage, benchPool, databaseSampler, dropDatabase, freshDatabase, serverSettings } from '../support/postgres';
+import { type DatabaseUsage, benchPool, databaseSampler, dropDatabase, freshDatabase } from '../support/postgres';
+import { INTERFACES_NOTE, collectProvenance, provenanceLine } from '../support/provenance';
 import { COMMON_FLAGS, counts, parseFlags, pick } from '../support/args';
-import { NATS_URL, deleteJetStream } from '../support/runway-deployment';
+import { NATS_URL, UNTHROTTLED_ENV, deleteJetStream } from '../support/runway-deployment';
 import { BENCH_ADMIN_TOKEN, RunwayServer } from '../support/runway-server';
 import { type Tenant, createTenant, jobBody } from '../support/runway-tenant';
 import { epochMs, median, percentile, printTable, sleep, thousands } from '../support/stats';
-
 
 const SYSTEMS = ['runway-single', 'runway-split', 'graphile-default', 'graphile-tuned', 'pgboss-default', 'pgboss-tuned'] as const;
 type SystemName = (typeof SYSTEMS)[number];
@@ -146,14 +149,17 @@ async function submitAll<T>(n: number, concurrency: number, submit: () => Promis
 
 // --- Runway ------------------------------------------------------------------------------------
 
-const RUNWAY_ENV = {
-  RUNWAY_ADMIN_TOKEN: BENCH_ADMIN_TOKEN,
-  // Limits that protect a real deployment from one runner would throttle the benchmark's.
-  RUNWAY_RUNNER_CONNECTS_PER_MINUTE: '1000000000',
-  RUNWAY_RUNNER_IDLE_CLAIMS_PER_MINUTE: '1000000000',
-  RUNWAY_API_REQUESTS_PER_MINUTE: '1000000000',
-  RUNWAY_SOCKET_MESSAGES_PER_SECOND: '1000000000',
-};
+/** Limits that protect a real deployment from one runner would throttle the benchmark's: lifted (UNTHROTTLED_ENV). */
+const RUNWAY_ENV = { RUNWAY_ADMIN_TOKEN: BENCH_ADMIN_TOKEN, ...UNTHROTTLED_ENV };
+
+/**
+ * Why a ratio against a capped peer is no ratio: its run stopped at the cap with jobs left, so its
+ * jobs/s is completed / cap, a figure set by how often it polls, not by how fast it can go.
+ */
+function cappedReason(system: SystemName, capSeconds: number): string {
+  const why = system === 'pgboss-default' ? "pg-boss at its defaults polls every 2 s (pollingIntervalSeconds) and fetches one job per worker a poll, so its rate is set by its polling" : 'its runs hit the cap';
+  return `${system}: runs capped at ${capSeconds} s with jobs left; ${why}. Its jobs/s is completed / cap, not a throughput, so no ratio is given`;
+}
 
 async function runwaySystem(system: 'runway-single' | 'runway-split', options: Options): Promise<SystemResult[]> {
   const split = system === 'runway-split';
@@ -420,11 +426,15 @@ function progress(result: SystemResult): void {
 function main(): Promise<void> {
   return (async () => {
     const options = parseArgs(process.argv.slice(2));
-    const settings = await serverSettings();
+    const provenance = await collectProvenance({
+      runwayEnv: RUNWAY_ENV,
+      natsUrl: options.systems.includes('runway-split') ? NATS_URL : undefined,
+      notes: [INTERFACES_NOTE, `peer runs capped at ${options.capSeconds} s`],
+    });
+    const where = provenanceLine(provenance);
     console.log(
       `throughput benchmark: ${options.jobs} jobs a run, ${options.runs} run(s) after a warm-up of ${warmupJobs(options)}, ` +
-        `runners ${options.runners.join(', ')}, ${options.concurrency} concurrent submissions, peer runs capped at ${options.capSeconds}s; ` +
-        `PostgreSQL ${settings.version}, synchronous_commit=${settings.synchronousCommit}; ${cpus().length} cores, load average ${loadavg()[0].toFixed(1)}\n`,
+        `runners ${options.runners.join(', ')}, ${options.concurrency} concurrent submissions, peer runs capped at ${options.capSeconds}s\n${where}\n`,
     );
     const started = epochMs();
     const results: SystemResult[] = [];
@@ -435,10 +445,14 @@ function main(): Promise<void> {
     }
     const wallSeconds = (epochMs() - started) / 1000;
 
-    console.log('\njobs per second (median of the runs; * = some runs hit the cap, see below):\n');
+    console.log(
+      '\njobs per second (median of the runs; * = some runs hit the cap, see below). Runway through REST + WebSocket (runners in a\n' +
+        'process of their own), the peers through their library API:\n',
+    );
     const find = (system: SystemName, runners: number) => results.find((r) => r.system === system && r.runners === runners);
     const present = SYSTEMS.filter((s) => options.systems.includes(s));
     printTable(
+      where,
       ['runners', ...present],
       options.runners.map((runners) => [
         String(runners),
@@ -449,11 +463,16 @@ function main(): Promise<void> {
       ]),
     );
 
-    const ratios: Record<string, Record<string, number>> = {};
+    // A number, or 'capped' where the peer's runs hit the cap (its jobs/s is no throughput).
+    const ratios: Record<string, Record<string, number | 'capped'>> = {};
+    const cappedPeers = new Set<SystemName>();
     const runways = present.filter((s) => s.startsWith('runway'));
     const peers = present.filter((s) => PEERS.includes(s));
     if (runways.length > 0 && peers.length > 0) {
-      console.log('\nRunway jobs/s as a ratio to each peer (ratio of the medians):\n');
+      console.log(
+        "\nRunway jobs/s as a ratio to each peer (ratio of the medians; 'capped': the peer's runs hit the cap, no ratio). Runway\n" +
+          'through REST + WebSocket, the peers through their library API:\n',
+      );
       const rows: string[][] = [];
       for (const runners of options.runners) {
         for (const runway of runways) {
@@ -466,14 +485,21 @@ function main(): Promise<void> {
             runway,
             ...peers.map((peer) => {
               const other = find(peer, runners);
-              if (other === undefined || other.jobsPerSec === 0) return '-';
-              ratios[key][peer] = own.jobsPerSec / other.jobsPerSec;
-              return ratios[key][peer].toFixed(2);
+              if (other === undefined) return '-';
+              if (other.cappedRuns > 0 || other.jobsPerSec === 0) {
+                cappedPeers.add(peer);
+                ratios[key][peer] = 'capped';
+                return 'capped';
+              }
+              const ratio = own.jobsPerSec / other.jobsPerSec;
+              ratios[key][peer] = ratio;
+              return ratio.toFixed(2);
             }),
           ]);
         }
       }
-      printTable(['runners', 'runway', ...peers.map((p) => `/ ${p}`)], rows);
+      printTable(where, ['runners', 'runway', ...peers.map((p) => `/ ${p}`)], rows);
+      for (const peer of cappedPeers) console.log(`  capped: ${cappedReason(peer, options.capSeconds)}.`);
     }
 
     const runwayRuns = results.filter((r) => r.system.startsWith('runway')).flatMap((r) => r.runs);
@@ -499,6 +525,7 @@ function main(): Promise<void> {
         '(submitter; Runway\'s runner process):\n',
     );
     printTable(
+      where,
       ['system', 'runners', 'jobs/s', 'submit p50', 'conns', 'cpu pg', 'cpu system', 'cpu clients', 'cpu total', 'capped runs (done/asked)'],
       results.map((r) => [
         r.system,
@@ -522,7 +549,9 @@ function main(): Promise<void> {
     console.log(`\nwall time ${wallSeconds.toFixed(0)} s; load average now ${loadAfter.map((l) => l.toFixed(1)).join(' / ')} (1 / 5 / 15 min)`);
     if (options.cpuProfDir !== null) console.log(`CPU profiles of the Runway servers in ${options.cpuProfDir}`);
     if (options.json !== null) {
-      writeFileSync(options.json, `${JSON.stringify({ options, postgres: settings, cores: cpus().length, loadavgAfter: loadAfter, wallSeconds, results, ratios }, null, 2)}\n`);
+      const capped = Object.fromEntries([...cappedPeers].map((peer) => [peer, cappedReason(peer, options.capSeconds)]));
+      const json = { provenance, options, env: UNTHROTTLED_ENV, loadavgAfter: loadAfter, wallSeconds, results, ratios, capped };
+      writeFileSync(options.json, `${JSON.stringify(json, null, 2)}\n`);
       console.log(`results written to ${options.json}`);
     }
   })();
