@@ -47,15 +47,6 @@ export async function dropDatabase(dbName: string): Promise<void> {
   await onServer(`DROP DATABASE IF EXISTS ${dbName} WITH (FORCE)`);
 }
 
-/** What moves every figure: the server version and whether each commit waits for its WAL flush. */
-export async function serverSettings(): Promise<{ version: string; synchronousCommit: string; maxConnections: number }> {
-  const [row] = await onServer<{ version: string; sync: string; max: string }>(
-    `SELECT current_setting('server_version') AS version, current_setting('synchronous_commit') AS sync,
-            current_setting('max_connections') AS max`,
-  );
-  return { version: row.version, synchronousCommit: row.sync, maxConnections: Number(row.max) };
-}
-
 /** What a database's backends did during a run. */
 export interface DatabaseUsage {
   /** Most connections open to the database at once (every backend, idle ones too). */
