@@ -284,12 +284,21 @@ if [ -n "$ep" ]; then exec "$ep" "$@"; else exec "$@"; fi
 
   it('keeps a job running while its server is killed and restarted: reconnects, says running again, the job completes once', async () => {
     const { agent, spec } = await startAgent([a.url]);
-    const submitted = await submit(spec, { cmd: ['sh', '-c', 'sleep 4; echo survived'] });
+    // The job runs until the test lets it end, after the agent is back: however slow the
+    // restart, the job is still running when the agent reconnects.
+    const go = join(scratch, `go-${randomUUID()}`);
+    const submitted = await submit(spec, { cmd: ['sh', '-c', 'while [ ! -e "$GO" ]; do sleep 0.05; done; echo survived'], env: { GO: go } });
     await until(submitted.id, ['running'], agent);
     a.child.kill('SIGKILL');
     await a.exited;
     a = await startRunway(['serve'], serverEnv({ PORT: String(a.port) }));
     await a.waitReady();
+    await waitFor(
+      () => `the agent to resume the job on the new server:\n${agent.output()}`,
+      async () => (agent.stderr.includes(`job still running; resuming it here job=${submitted.id}`) ? true : undefined),
+      15_000,
+    );
+    await writeFile(go, '');
     expect(await until(submitted.id, ['completed', 'failed', 'canceled'], agent, 20_000)).toMatchObject({ status: 'completed', exitCode: 0 });
     expect(await output(submitted.id)).toMatchObject({ stdout: 'survived\n' });
     const types = (await events(submitted.id)).map((event) => event.type);
