@@ -1,12 +1,10 @@
 import { existsSync, readFileSync } from 'node:fs';
-import { createServer, type IncomingMessage, type Server } from 'node:http';
 import { mkdtemp, rm } from 'node:fs/promises';
-import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Duplex } from 'node:stream';
-import { type WebSocket, WebSocketServer } from 'ws';
-import { type AgentTiming, EXIT, RunnerAgent } from './agent';
+import { FAST, FakeServer, TOKEN, waitFor } from '../../test/support/fake-agent-server';
+import { EXIT, RunnerAgent } from './agent';
 import { NO_EXECUTOR_ERROR } from './job-run';
 import { silentLog } from './log';
 import { type AgentFlags, resolveAgentOptions } from './options';
@@ -14,104 +12,8 @@ import { processGone as gone } from './process-group';
 
 /**
  * The agent against a scripted server: a real WebSocket server in this process that plays the
- * server's side frame by frame, and real job processes.
+ * server's side frame by frame (test/support/fake-agent-server.ts), and real job processes.
  */
-
-type Frame = { type: string } & Record<string, unknown>;
-const TOKEN = `runway_runner_${'cd'.repeat(32)}`;
-const FAST: Partial<AgentTiming> = { welcomeTimeoutMs: 2_000, reportRetryMs: 2_000, retrySoonMs: 50, readyRetryMs: 50, rateLimitedMs: 50, replacedMs: 50, shutdownReportMs: 2_000 };
-
-class FakeConnection {
-  readonly received: Frame[] = [];
-  private cursor = 0;
-  private readonly waiters: (() => void)[] = [];
-  readonly closed: Promise<{ code: number }>;
-
-  constructor(
-    readonly socket: WebSocket,
-    readonly request: IncomingMessage,
-  ) {
-    socket.on('message', (data) => {
-      this.received.push(JSON.parse(data.toString()) as Frame);
-      for (const wake of this.waiters.splice(0)) wake();
-    });
-    this.closed = new Promise((resolve) => socket.on('close', (code) => resolve({ code })));
-  }
-
-  /** The next frame (skipping heartbeats unless asked for), failing if it is not of `type`. */
-  async next(type?: string, timeoutMs = 5_000): Promise<Frame> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      while (this.cursor < this.received.length) {
-        const frame = this.received[this.cursor++];
-        if (frame.type === 'heartbeat' && type !== 'heartbeat') continue;
-        if (type !== undefined && frame.type !== type) throw new Error(`expected ${type}, got ${JSON.stringify(frame)}`);
-        return frame;
-      }
-      if (Date.now() > deadline) throw new Error(`no ${type ?? 'frame'} within ${timeoutMs} ms; got ${JSON.stringify(this.received)}`);
-      await new Promise<void>((resolve) => {
-        this.waiters.push(resolve);
-        setTimeout(resolve, 50);
-      });
-    }
-  }
-
-  send(frame: Frame): void {
-    this.socket.send(JSON.stringify(frame));
-  }
-
-  async welcome(extra: Record<string, unknown> = {}): Promise<Frame> {
-    const hello = await this.next('hello');
-    this.send({ type: 'welcome', runner: 'r-1', heartbeatIntervalMs: 50, heartbeatTimeoutMs: 5_000, ...extra });
-    return hello;
-  }
-
-  ack(frame: Frame): void {
-    this.send({ type: 'ack', job: frame.job, attempt: frame.attempt, of: frame.type });
-  }
-}
-
-class FakeServer {
-  readonly connections: FakeConnection[] = [];
-  /** Answers for the next upgrades: an HTTP status refuses, null accepts. */
-  readonly refusals: (number | null)[] = [];
-  private readonly wss = new WebSocketServer({ noServer: true });
-  private constructor(
-    private readonly http: Server,
-    readonly url: string,
-  ) {
-    http.on('upgrade', (request: IncomingMessage, socket: Duplex, head: Buffer) => {
-      const status = this.refusals.shift() ?? null;
-      if (status !== null) {
-        socket.end(`HTTP/1.1 ${status} No\r\nContent-Type: application/problem+json\r\nConnection: close\r\nContent-Length: 22\r\n\r\n{"detail":"refused!!"}`);
-        return;
-      }
-      this.wss.handleUpgrade(request, socket, head, (ws) => this.connections.push(new FakeConnection(ws, request)));
-    });
-  }
-
-  static async start(): Promise<FakeServer> {
-    const http = createServer();
-    await new Promise<void>((resolve) => http.listen(0, '127.0.0.1', resolve));
-    return new FakeServer(http, `http://127.0.0.1:${(http.address() as AddressInfo).port}`);
-  }
-
-  async connection(index: number, timeoutMs = 5_000): Promise<FakeConnection> {
-    const deadline = Date.now() + timeoutMs;
-    while (this.connections.length <= index) {
-      if (Date.now() > deadline) throw new Error(`connection ${index} did not come within ${timeoutMs} ms`);
-      await new Promise((resolve) => setTimeout(resolve, 10));
-    }
-    return this.connections[index];
-  }
-
-  async close(): Promise<void> {
-    for (const client of this.wss.clients) client.terminate();
-    this.wss.close();
-    this.http.closeAllConnections();
-    await new Promise((resolve) => this.http.close(resolve));
-  }
-}
 
 let work: string;
 const servers: FakeServer[] = [];
@@ -153,14 +55,6 @@ function agent(urls: string[], flags: AgentFlags = {}): { agent: RunnerAgent; ex
 
 const jobId = () => `00000000-0000-7000-8000-${String(++counter).padStart(12, '0')}`;
 const job = (cmd: string, extra: Record<string, unknown> = {}) => ({ id: jobId(), attempt: 1, spec: 's', image: null, cmd: ['sh', '-c', cmd], entrypoint: null, env: {}, timeout: 60, filePaths: [], ...extra });
-
-async function waitFor(condition: () => boolean, timeoutMs = 5_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}
 
 describe('RunnerAgent against a scripted server', () => {
   it('says hello with its token and fingerprint, asks for work, runs a job with heartbeats, reports it, asks again', async () => {
