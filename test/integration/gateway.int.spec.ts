@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { RunnerGateway } from '../../src/modules/gateway/runner-gateway';
 import { Liveness } from '../../src/modules/liveness/liveness';
+import { Metrics } from '../../src/modules/metrics/metrics';
 import { type TestApp, admin, bearer, projectorsCaughtUp, startTestApp } from '../support/app';
 import { Fixtures } from '../support/fixtures';
 import { appSuite } from '../support/suite';
@@ -433,14 +434,24 @@ describe('runner gateway (one process, in-process bus)', () => {
     const runner = await f.runner([spec.slug]);
     await t.http.post('/v1/runner/claim').set(bearer(runner.token)).send({ pollTimeout: 0 }).expect(204);
     const gateway = t.app.get(RunnerGateway, { strict: false });
+    const metrics = t.app.get(Metrics, { strict: false });
+    const wakeups = async () => {
+      const { values } = await metrics.claimWakeups.get();
+      const of = (cause: string) => values.find((value) => value.labels.cause === cause)?.value ?? 0;
+      return { dispatch: of('dispatch'), sweep: of('sweep') };
+    };
     expect(gateway.parkedClaims).toBe(0);
     const waiting = t.http.post('/v1/runner/claim').set(bearer(runner.token)).send({ pollTimeout: 10 });
     const answer = waiting.then((res) => res);
     // The server's own count: the claim is waiting to be woken.
     await until('the long-poll claim to be parked', () => gateway.parkedClaims === 1);
+    const before = await wakeups();
     const submitted = await f.submit(tenant, spec.slug);
     const res = await answer;
     expect(gateway.parkedClaims).toBe(0);
+    // Woken by the submission's dispatch message, not by the gateway's periodic sweep.
+    const after = await wakeups();
+    expect(after.dispatch - before.dispatch).toBe(1);
     expect(res.status).toBe(200);
     expect(res.body).toMatchObject({ id: submitted.id, attempt: 1, spec: spec.slug });
     await t.http.post('/v1/runner/claim').set(bearer(runner.token)).send({ pollTimeout: 'soon' }).expect(400);

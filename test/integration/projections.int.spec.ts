@@ -1,4 +1,4 @@
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { ManualClock } from '../../src/common/clock';
 import { UuidV7Generator } from '../../src/common/ids';
 import type { JobSubmittedData } from '../../src/events/job-events';
@@ -10,9 +10,10 @@ import { Liveness } from '../../src/modules/liveness/liveness';
 import { ProjectionRebuilder } from '../../src/modules/projections/rebuild';
 import { ALL_PROJECTIONS, ASYNC_PROJECTIONS, checkpointName } from '../../src/modules/projections/registry';
 import { type TestApp, admin, bearer, projectorsCaughtUp } from '../support/app';
+import { note } from '../support/cluster';
 import { Fixtures } from '../support/fixtures';
 import { appSuite } from '../support/suite';
-import { type Frame, TestRunner } from '../support/runner-client';
+import { TestRunner } from '../support/runner-client';
 
 /** A small deterministic generator, so a failing history can be replayed. */
 function random(seed: number): () => number {
@@ -50,55 +51,55 @@ describe('projections: views derived from the log, rebuilt and compared', () => 
   }
 
   /**
-   * The next frame of `type` within `ms`, or null. A runner answers what else comes meanwhile:
-   * a cancel with `canceled` (and its ack), errors are dropped.
+   * One random history, the same for the same seed: every step waits for what it causes before
+   * the next. Runners claim over REST without waiting (`pollTimeout: 0`: a job or 204 at once)
+   * and never say `ready`, so the gateway pushes nothing in the background; every cancel the log
+   * sends a runner is waited for on its socket (and answered or not) before anything else; only
+   * the test's own liveness sweeps fire deadlines (the background timer is stopped), on the manual
+   * clock; and the clock moves between submissions, so the queue's order (by submission time)
+   * does not come down to random ids. Fresh specs, tenants and runners each time, so a second
+   * history on the same app cannot touch the first one's jobs. Returns the jobs in submission
+   * order with each one's event types.
    */
-  async function until(socket: TestRunner, type: string, ms: number): Promise<Frame | null> {
-    const deadline = Date.now() + ms;
-    for (;;) {
-      const left = deadline - Date.now();
-      if (left <= 0) return null;
-      const frame = await socket.next(undefined, left).catch(() => null);
-      if (frame === null) return null;
-      if (frame.type === type) return frame;
-      if (frame.type === 'cancel') socket.send({ type: 'canceled', job: frame.job, attempt: frame.attempt });
-    }
-  }
-
-  /** Sends a job message and returns its answer (ack or error), answering cancels meanwhile. */
-  async function reply(socket: TestRunner, message: { type: string; job: string; attempt: number } & Record<string, unknown>): Promise<Frame> {
-    socket.send(message);
-    for (;;) {
-      const frame = await socket.next();
-      if ((frame.type === 'ack' && frame.of === message.type && frame.job === message.job) || (frame.type === 'error' && frame.job === message.job)) {
-        return frame;
-      }
-      if (frame.type === 'cancel') {
-        socket.send({ type: 'canceled', job: frame.job, attempt: frame.attempt });
-        if (frame.job === message.job) return frame;
-      }
-    }
-  }
-
-  it('rebuilds a long random history into views equal to the live ones, row for row', async () => {
-    const next = random(20261130);
+  async function history(seed: number, rounds: number): Promise<{ jobs: string[]; types: string[][] }> {
+    const next = random(seed);
     const pick = <T>(items: readonly T[]): T => items[Math.floor(next() * items.length)];
     const specs = [await f.spec(), await f.spec()];
-    const tenants = [
-      ...(await Promise.all(Array.from({ length: 3 }, () => f.tenant('free')))),
-      await f.tenant('team', { maxConcurrency: 2 }),
-      await f.tenant('enterprise'),
-    ];
+    const tenants = [];
+    for (let i = 0; i < 3; i++) tenants.push(await f.tenant('free'));
+    tenants.push(await f.tenant('team', { maxConcurrency: 2 }), await f.tenant('enterprise'));
     // Admin history too: a plan change, a revoked key, a renamed and an archived runner.
     await t.http.patch(`/v1/orgs/${tenants[0].org.id}`).set(admin).send({ plan: 'team' }).expect(200);
     await t.http.delete(`/v1/orgs/${tenants[1].org.id}/keys/${(await t.http.post(`/v1/orgs/${tenants[1].org.id}/keys`).set(admin).send({})).body.id}`).set(admin).expect(204);
-    const runners = await Promise.all(Array.from({ length: 5 }, (_, i) => f.runner(i % 2 === 0 ? [specs[0].slug] : [specs[0].slug, specs[1].slug])));
+    const runners = [];
+    for (let i = 0; i < 5; i++) runners.push(await f.runner(i % 2 === 0 ? [specs[0].slug] : [specs[0].slug, specs[1].slug]));
     await t.http.patch(`/v1/runners/${runners[4].id}`).set(admin).send({ name: 'renamed', archived: true }).expect(200);
-    const sockets = await Promise.all(runners.slice(0, 4).map((r) => TestRunner.hello(t.url, r.token, { cpuModel: `cpu-${r.slug}` })));
+    const sockets: TestRunner[] = [];
+    for (const r of runners.slice(0, 4)) sockets.push(await TestRunner.hello(t.url, r.token, { cpuModel: `cpu-${r.slug}` }));
     open.push(...sockets);
+    const socketOf = new Map(runners.slice(0, 4).map((r, i) => [r.id, sockets[i]]));
+
+    // Cancels the log sent to a runner since the last look: each one's frame, taken from the runner's socket.
+    let seen = Number((await t.db.query<{ n: string }>(`SELECT coalesce(max(global_position), 0) AS n FROM events`)).rows[0].n);
+    async function cancelsDelivered(): Promise<void> {
+      const { rows } = await t.db.query<{ job: string; runner: string | null; attempt: number; position: string }>(
+        `SELECT stream_id AS job, data->>'runnerId' AS runner, (data->>'attempt')::int AS attempt, global_position AS position
+           FROM events WHERE global_position > $1 ORDER BY global_position`,
+        [seen],
+      );
+      for (const row of rows) {
+        seen = Math.max(seen, Number(row.position));
+        const socket = row.runner === null ? undefined : socketOf.get(row.runner);
+        if (socket === undefined || socket.closed !== null) continue;
+        const { rows: canceled } = await t.db.query(`SELECT 1 FROM events WHERE global_position = $1 AND type = 'JobCanceled'`, [row.position]);
+        if (canceled.length === 0) continue;
+        expect(await socket.next('cancel')).toMatchObject({ type: 'cancel', job: row.job, attempt: row.attempt });
+        if (next() < 0.6) expect((await socket.request({ type: 'canceled', job: row.job, attempt: row.attempt })).type).toMatch(/^(ack|error)$/);
+      }
+    }
 
     const jobs: string[] = [];
-    for (let round = 0; round < 40; round++) {
+    for (let round = 0; round < rounds; round++) {
       for (let i = 0; i < 3; i++) {
         const tenant = pick(tenants);
         const job = await f.submit(tenant, pick(specs).slug, {
@@ -106,31 +107,31 @@ describe('projections: views derived from the log, rebuilt and compared', () => 
           timeout: 60,
         });
         jobs.push(job.id);
+        t.advance(1);
         if (next() < 0.1) await t.http.post(`/v1/jobs/${job.id}/cancel`).set(bearer(tenant.key)).expect(202);
       }
       // Each runner asks for work and does something with what it gets.
-      for (const socket of sockets) {
-        socket.send({ type: 'ready' });
-        const frame = await until(socket, 'job', 300);
-        if (frame === null) continue;
-        const { id, attempt } = frame.job as { id: string; attempt: number };
+      for (const [i, socket] of sockets.entries()) {
+        const claim = await t.http.post('/v1/runner/claim').set(bearer(runners[i].token)).send({ pollTimeout: 0 });
+        if (claim.status === 204) continue;
+        expect(claim.status).toBe(200);
+        const { id, attempt } = claim.body as { id: string; attempt: number };
         const roll = next();
         if (roll < 0.15) continue; // takes it and goes silent: a claim timeout later
-        // A job pushed a while ago may have been requeued to another runner since: refused, dropped.
-        if ((await reply(socket, { type: 'running', job: id, attempt })).type !== 'ack') continue;
+        expect(await socket.request({ type: 'running', job: id, attempt })).toMatchObject({ type: 'ack', of: 'running' });
         t.advance(Math.floor(next() * 150_000));
-        if (roll < 0.55) await reply(socket, { type: 'completed', job: id, attempt, exitCode: 0, stdout: `round ${round}` });
-        else if (roll < 0.75) await reply(socket, { type: 'failed', job: id, attempt, error: 'exit status 2', exitCode: 2 });
+        if (roll < 0.55) await socket.request({ type: 'completed', job: id, attempt, exitCode: 0, stdout: `round ${round}` }, 'ack');
+        else if (roll < 0.75) await socket.request({ type: 'failed', job: id, attempt, error: 'exit status 2', exitCode: 2 }, 'ack');
         else if (roll < 0.85) {
-          await t.http.post(`/v1/jobs/${id}/cancel`).set(admin);
-          await until(socket, 'cancel', 1_000);
+          await t.http.post(`/v1/jobs/${id}/cancel`).set(admin).expect(202);
+          await cancelsDelivered();
         } // else: left running, for a heartbeat or job timeout
       }
       t.advance(Math.floor(next() * 30_000));
       await t.app.get(Liveness).sweep();
+      await cancelsDelivered();
     }
-    // The runners leave, and every timeout fires, until nothing moves any more (a claim that was
-    // under way as the sockets closed commits after that, and times out on a later sweep).
+    // The runners leave, and every timeout fires, until nothing moves any more.
     await Promise.all(open.splice(0).map((runner) => runner.close()));
     const count = async () => Number((await t.db.query<{ n: string }>(`SELECT count(*) AS n FROM events`)).rows[0].n);
     for (let settled = 0, before = -1; settled < 2; ) {
@@ -141,12 +142,35 @@ describe('projections: views derived from the log, rebuilt and compared', () => 
       settled = now === before ? settled + 1 : 0;
       before = now;
     }
+    const { rows } = await t.db.query<{ job: string; types: string[] }>(
+      `SELECT stream_id AS job, array_agg(type ORDER BY stream_position) AS types FROM events WHERE stream_id = ANY($1::uuid[]) GROUP BY stream_id`,
+      [jobs],
+    );
+    const typesOf = new Map(rows.map((row) => [row.job, row.types]));
+    return { jobs, types: jobs.map((job) => typesOf.get(job) ?? []) };
+  }
+
+  const SEED = Number(process.env.RUNWAY_TEST_SEED ?? 20261130);
+
+  it(`rebuilds a long random history into views equal to the live ones, row for row; the same seed gives the same history (seed ${SEED})`, async () => {
+    // Only this test's sweeps fire deadlines: a background sweep between a move of the manual
+    // clock and the step after it would make the history depend on timing.
+    clearInterval((t.app.get(Liveness) as unknown as { timer: NodeJS.Timeout }).timer);
+    const first = await history(SEED, 40);
+    const second = await history(SEED, 40);
+    // Same seed, same history: per job (in submission order), the same events.
+    expect(second.types).toEqual(first.types);
+    note(`projections history: seed ${SEED}, ${first.jobs.length} jobs, event types per job sha256 ${createHash('sha256').update(JSON.stringify(first.types)).digest('hex')}`);
+    const jobs = [...first.jobs, ...second.jobs];
+
     const { rows } = await t.db.query<{ status: string; n: string }>(`SELECT status, count(*) AS n FROM jobs GROUP BY status`);
     const statuses = Object.fromEntries(rows.map((r) => [r.status, Number(r.n)]));
     // The history covers the lifecycle.
     for (const status of ['completed', 'failed', 'canceled']) expect(statuses[status]).toBeGreaterThan(0);
+    const kinds = new Set(first.types.flat());
+    for (const type of ['JobRequeued', 'JobCancelAcknowledged', 'JobStarted']) expect(kinds).toContain(type);
     const events = Number((await t.db.query<{ n: string }>(`SELECT count(*) AS n FROM events`)).rows[0].n);
-    expect(events).toBeGreaterThan(400);
+    expect(events).toBeGreaterThan(800);
 
     const before = await snapshot();
     const check = await rebuilder().rebuild({ swap: false });

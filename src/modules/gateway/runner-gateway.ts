@@ -69,7 +69,7 @@ export class RunnerGateway implements OnApplicationBootstrap, BeforeApplicationS
   /** Claims that found nothing per runner: past the limit a `ready` waits instead of claiming at once. */
   private readonly idleClaims: KeyedTokenBuckets;
   private readonly subscriptions: Subscription[] = [];
-  private readonly workWaiters = new Set<{ specs: ReadonlySet<string>; wake: () => void }>();
+  private readonly workWaiters = new Set<{ specs: ReadonlySet<string>; wake: (cause?: 'dispatch' | 'sweep') => void }>();
   /** Connections whose runner asked for work and has none yet, in the order they asked. */
   private readonly waiting = new Set<RunnerConnection>();
   /** Dispatch passes under way, by spec; `again` when another dispatch came during one. */
@@ -151,17 +151,20 @@ export class RunnerGateway implements OnApplicationBootstrap, BeforeApplicationS
     return new Promise((resolve) => {
       const waiter = {
         specs,
-        wake: () => {
-          this.workWaiters.delete(waiter);
+        /** Without a cause: the signal aborted (the poll timed out, the client left, a job was found). */
+        wake: (cause?: 'dispatch' | 'sweep') => {
+          if (!this.workWaiters.delete(waiter)) return;
+          if (cause !== undefined) this.metrics.claimWakeups.inc({ cause });
           this.metrics.parkedClaims.set(this.workWaiters.size);
-          signal.removeEventListener('abort', waiter.wake);
+          signal.removeEventListener('abort', aborted);
           resolve();
         },
       };
+      const aborted = () => waiter.wake();
       if (signal.aborted) return resolve();
       this.workWaiters.add(waiter);
       this.metrics.parkedClaims.set(this.workWaiters.size);
-      signal.addEventListener('abort', waiter.wake, { once: true });
+      signal.addEventListener('abort', aborted, { once: true });
     });
   }
 
@@ -562,7 +565,7 @@ export class RunnerGateway implements OnApplicationBootstrap, BeforeApplicationS
 
   private onDispatch(message: DispatchMessage): void {
     this.dispatchSpec(message.spec);
-    for (const waiter of [...this.workWaiters]) if (waiter.specs.has(message.spec)) waiter.wake();
+    for (const waiter of [...this.workWaiters]) if (waiter.specs.has(message.spec)) waiter.wake('dispatch');
   }
 
   private onCancel(message: CancelMessage): void {
@@ -593,7 +596,7 @@ export class RunnerGateway implements OnApplicationBootstrap, BeforeApplicationS
     // A pass stops at the first runner that finds nothing; one whose last claim may have
     // committed unseen is looked at on its own.
     for (const connection of this.waiting) if (connection.unsure) void this.dispatchTo(connection);
-    for (const waiter of [...this.workWaiters]) waiter.wake();
+    for (const waiter of [...this.workWaiters]) waiter.wake('sweep');
   }
 
   /** Drops sockets whose peer vanished without closing (no pong since the last ping). */

@@ -135,6 +135,7 @@ export class Liveness implements OnApplicationBootstrap, OnApplicationShutdown {
           if (this.backoff.failures > 0) this.logger.log('sweeping again: the database answers');
           this.backoff.reset();
           this.retryAt = 0;
+          this.metrics.livenessSweeps.inc();
         },
         (error: unknown) => {
           const delay = this.backoff.next();

@@ -50,6 +50,21 @@ export class Metrics {
 
   readonly parkedClaims = new Gauge({ name: 'runway_parked_claims', help: 'REST long-poll claims waiting for work on this instance', registers: [this.registry] });
 
+  /**
+   * Parked REST long-poll claims woken to look for work again, by cause: `dispatch` (a job
+   * appeared on one of their specs), `sweep` (the gateway's periodic retry, for lost dispatch
+   * messages). A claim that ends by its poll timeout or its client leaving is not counted.
+   */
+  readonly claimWakeups = new Counter({
+    name: 'runway_claim_wakeups_total',
+    help: 'Parked REST long-poll claims woken to look for work again, by cause',
+    labelNames: ['cause'],
+    registers: [this.registry],
+  });
+
+  /** Liveness sweeps that completed on this instance (each fires every deadline that had passed). */
+  readonly livenessSweeps = new Counter({ name: 'runway_liveness_sweeps_total', help: 'Liveness sweeps completed on this instance', registers: [this.registry] });
+
   readonly rateLimited = new Counter({ name: 'runway_rate_limited_total', help: 'Requests refused by a rate limit', labelNames: ['limit'], registers: [this.registry] });
 
   constructor(db: Db) {
