@@ -390,7 +390,11 @@ describe('Relay (PostgreSQL + NATS JetStream)', () => {
     await consumer.until(events.map((e) => e.id));
     expectExactlyOnceInOrder(consumer.received, events);
     expect(relay.name).toBe(`jetstream:${stream}`);
-    expect(await loadCheckpoint(database.db, relay.name)).not.toBeNull();
+    // The checkpoint is saved after the batch is published: the consumer may see the events
+    // first. The relay says when it has saved the last one; the database must hold that.
+    const last = events[events.length - 1];
+    await waitFor(() => relay.lag().checkpoint?.globalPosition === last.globalPosition);
+    expect((await loadCheckpoint(database.db, relay.name))?.globalPosition).toBe(last.globalPosition);
   });
 
   describe('when NATS goes away', () => {
