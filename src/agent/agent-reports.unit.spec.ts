@@ -1,10 +1,6 @@
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { FAST, FakeServer, type Frame, TOKEN, waitFor } from '../../test/support/fake-agent-server';
-import { type AgentTiming, EXIT, RunnerAgent } from './agent';
+import { type Frame, agentHarness, waitFor } from '../../test/support/fake-agent-server';
+import { type AgentTiming, EXIT } from './agent';
 import type { Log, LogFields, LogLevel } from './log';
-import { resolveAgentOptions } from './options';
 
 /**
  * The agent's job report between the end of the job and the server's acknowledgement, against a
@@ -32,57 +28,14 @@ function recordingLog(): Log & { lines: Line[]; has(level: LogLevel, message: st
   };
 }
 
-let work: string;
-const servers: FakeServer[] = [];
-const agents: { agent: RunnerAgent; exit: Promise<number> }[] = [];
-let counter = 0;
+const harness = agentHarness('runway-agent-reports-');
+const { server, job } = harness;
 
-beforeAll(async () => {
-  work = await mkdtemp(join(tmpdir(), 'runway-agent-reports-'));
-});
-afterEach(async () => {
-  for (const { agent, exit } of agents.splice(0)) {
-    agent.shutdown('SIGTERM');
-    agent.shutdown('SIGTERM');
-    agent.shutdown('SIGTERM');
-    await exit;
-  }
-  await Promise.all(servers.splice(0).map((server) => server.close()));
-});
-afterAll(async () => {
-  await rm(work, { recursive: true, force: true });
-});
-
-async function server(): Promise<FakeServer> {
-  const started = await FakeServer.start();
-  servers.push(started);
-  return started;
-}
-
+/** An agent with a log the test reads, and its delays shortened further by `timing`. */
 function agent(urls: string[], timing: Partial<AgentTiming> = {}) {
   const log = recordingLog();
-  const options = resolveAgentOptions(
-    { url: urls.join(','), token: TOKEN, workDir: work, reconnectMinMs: '20', reconnectMaxMs: '100', killGraceMs: '1000' },
-    { PATH: process.env.PATH, HOME: '/nonexistent' },
-  );
-  const created = new RunnerAgent({ options, log, fingerprint: { cpuModel: 'Test CPU', cores: 2 }, version: 'runway-runner/test', timing: { ...FAST, ...timing } });
-  const started = { agent: created, exit: created.run(), log };
-  agents.push(started);
-  return started;
+  return { ...harness.agent(urls, { timing, log }), log };
 }
-
-const job = (cmd: string, extra: Record<string, unknown> = {}) => ({
-  id: `00000000-0000-7000-8000-${String(++counter).padStart(12, '0')}`,
-  attempt: 1,
-  spec: 's',
-  image: null,
-  cmd: ['sh', '-c', cmd],
-  entrypoint: null,
-  env: {},
-  timeout: 60,
-  filePaths: [],
-  ...extra,
-});
 
 /** `promise`, or a failure if it takes longer than `ms`. */
 async function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {

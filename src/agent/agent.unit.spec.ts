@@ -1,13 +1,9 @@
 import { existsSync, readFileSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import type { Duplex } from 'node:stream';
-import { FAST, FakeServer, TOKEN, waitFor } from '../../test/support/fake-agent-server';
-import { EXIT, RunnerAgent } from './agent';
+import { TOKEN, agentHarness, waitFor } from '../../test/support/fake-agent-server';
+import { EXIT } from './agent';
 import { NO_EXECUTOR_ERROR } from './job-run';
-import { silentLog } from './log';
-import { type AgentFlags, resolveAgentOptions } from './options';
+import type { AgentFlags } from './options';
 import { processGone as gone } from './process-group';
 
 /**
@@ -15,46 +11,9 @@ import { processGone as gone } from './process-group';
  * server's side frame by frame (test/support/fake-agent-server.ts), and real job processes.
  */
 
-let work: string;
-const servers: FakeServer[] = [];
-const agents: { agent: RunnerAgent; exit: Promise<number> }[] = [];
-let counter = 0;
-
-beforeAll(async () => {
-  work = await mkdtemp(join(tmpdir(), 'runway-agent-'));
-});
-afterEach(async () => {
-  for (const { agent, exit } of agents.splice(0)) {
-    agent.shutdown('SIGTERM');
-    agent.shutdown('SIGTERM');
-    agent.shutdown('SIGTERM');
-    await exit;
-  }
-  await Promise.all(servers.splice(0).map((server) => server.close()));
-});
-afterAll(async () => {
-  await rm(work, { recursive: true, force: true });
-});
-
-async function server(): Promise<FakeServer> {
-  const started = await FakeServer.start();
-  servers.push(started);
-  return started;
-}
-
-function agent(urls: string[], flags: AgentFlags = {}): { agent: RunnerAgent; exit: Promise<number> } {
-  const options = resolveAgentOptions(
-    { url: urls.join(','), token: TOKEN, workDir: work, reconnectMinMs: '20', reconnectMaxMs: '100', killGraceMs: '1000', ...flags },
-    { PATH: process.env.PATH, HOME: '/nonexistent', RUNWAY_RUNNER_TOKEN: 'must-not-leak' },
-  );
-  const created = new RunnerAgent({ options, log: silentLog, fingerprint: { cpuModel: 'Test CPU', cores: 2 }, version: 'runway-runner/test', timing: FAST });
-  const started = { agent: created, exit: created.run() };
-  agents.push(started);
-  return started;
-}
-
-const jobId = () => `00000000-0000-7000-8000-${String(++counter).padStart(12, '0')}`;
-const job = (cmd: string, extra: Record<string, unknown> = {}) => ({ id: jobId(), attempt: 1, spec: 's', image: null, cmd: ['sh', '-c', cmd], entrypoint: null, env: {}, timeout: 60, filePaths: [], ...extra });
+const harness = agentHarness('runway-agent-');
+const { server, job } = harness;
+const agent = (urls: string[], flags: AgentFlags = {}) => harness.agent(urls, { flags });
 
 describe('RunnerAgent against a scripted server', () => {
   it('says hello with its token and fingerprint, asks for work, runs a job with heartbeats, reports it, asks again', async () => {
@@ -133,7 +92,7 @@ describe('RunnerAgent against a scripted server', () => {
     const c = await s.connection(0);
     await c.welcome();
     await c.next('ready');
-    const pidFile = join(work, `pids-${counter}`);
+    const pidFile = harness.file('pids');
     const j = job(`sleep 300 & echo $! > ${pidFile}; echo $$ >> ${pidFile}; wait`);
     c.send({ type: 'job', job: j });
     c.ack(await c.next('running'));
@@ -142,7 +101,7 @@ describe('RunnerAgent against a scripted server', () => {
     expect(await c.next('canceled')).toEqual({ type: 'canceled', job: j.id, attempt: 1 });
     expect(readFileSync(pidFile, 'utf8').trim().split('\n').map(Number).every(gone)).toBe(true);
     await c.next('ready');
-    const other = jobId();
+    const other = harness.jobId();
     c.send({ type: 'cancel', job: other, attempt: 2, reason: 'canceled' });
     expect(await c.next('canceled')).toEqual({ type: 'canceled', job: other, attempt: 2 });
   });
@@ -280,7 +239,7 @@ describe('RunnerAgent against a scripted server', () => {
     const c = await s.connection(0);
     await c.welcome();
     await c.next('ready');
-    const pidFile = join(work, `pid-${counter}`);
+    const pidFile = harness.file('pid');
     c.send({ type: 'job', job: job(`echo $$ > ${pidFile}; exec sleep 300`) });
     await c.next('running');
     await waitFor(() => existsSync(pidFile) && readFileSync(pidFile, 'utf8').endsWith('\n'));

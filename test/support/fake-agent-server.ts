@@ -1,8 +1,13 @@
+import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { Duplex } from 'node:stream';
 import { type WebSocket, WebSocketServer } from 'ws';
-import type { AgentTiming } from '../../src/agent/agent';
+import { type AgentTiming, RunnerAgent } from '../../src/agent/agent';
+import { type Log, silentLog } from '../../src/agent/log';
+import { type AgentFlags, resolveAgentOptions } from '../../src/agent/options';
 
 /**
  * A scripted runner server for the agent's unit tests (src/agent/*.unit.spec.ts): a real
@@ -115,4 +120,83 @@ export async function waitFor(condition: () => boolean, timeoutMs = 5_000): Prom
     if (Date.now() > deadline) throw new Error('condition not met in time');
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
+}
+
+export interface AgentUnderTest {
+  agent: RunnerAgent;
+  /** What `run()` resolves to: the agent's exit code. */
+  exit: Promise<number>;
+}
+
+/**
+ * The life of an agent spec file: a work folder, and after each test every agent it started
+ * stopped (SIGTERM three times: the last kills a running job at once) and every server closed.
+ * Call it at the top level of the file; its hooks run before the file's own.
+ */
+export function agentHarness(prefix: string) {
+  let work = '';
+  const servers: FakeServer[] = [];
+  const agents: AgentUnderTest[] = [];
+  let counter = 0;
+  const jobId = () => `00000000-0000-7000-8000-${String(++counter).padStart(12, '0')}`;
+  beforeAll(async () => {
+    work = await mkdtemp(join(tmpdir(), prefix));
+  });
+  afterEach(async () => {
+    for (const { agent, exit } of agents.splice(0)) {
+      agent.shutdown('SIGTERM');
+      agent.shutdown('SIGTERM');
+      agent.shutdown('SIGTERM');
+      await exit;
+    }
+    await Promise.all(servers.splice(0).map((server) => server.close()));
+  });
+  afterAll(async () => {
+    await rm(work, { recursive: true, force: true });
+  });
+  return {
+    async server(): Promise<FakeServer> {
+      const started = await FakeServer.start();
+      servers.push(started);
+      return started;
+    },
+    /** Starts an agent against `urls`, with the test's flags, delays and log. */
+    agent(urls: string[], settings: { flags?: AgentFlags; timing?: Partial<AgentTiming>; log?: Log } = {}): AgentUnderTest {
+      const options = resolveAgentOptions(
+        { url: urls.join(','), token: TOKEN, workDir: work, reconnectMinMs: '20', reconnectMaxMs: '100', killGraceMs: '1000', ...settings.flags },
+        { PATH: process.env.PATH, HOME: '/nonexistent', RUNWAY_RUNNER_TOKEN: 'must-not-leak' },
+      );
+      const agent = new RunnerAgent({
+        options,
+        log: settings.log ?? silentLog,
+        fingerprint: { cpuModel: 'Test CPU', cores: 2 },
+        version: 'runway-runner/test',
+        timing: { ...FAST, ...settings.timing },
+      });
+      const started = { agent, exit: agent.run() };
+      agents.push(started);
+      return started;
+    },
+    /** A fresh job id. */
+    jobId,
+    /** A path in the work folder no other test uses. */
+    file(name: string): string {
+      return join(work, `${name}-${++counter}`);
+    },
+    /** A job for `sh -c cmd`, with a fresh id. */
+    job(cmd: string, extra: Record<string, unknown> = {}) {
+      return {
+        id: jobId(),
+        attempt: 1,
+        spec: 's',
+        image: null,
+        cmd: ['sh', '-c', cmd],
+        entrypoint: null,
+        env: {},
+        timeout: 60,
+        filePaths: [],
+        ...extra,
+      };
+    },
+  };
 }
