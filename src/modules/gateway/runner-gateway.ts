@@ -173,11 +173,6 @@ export class RunnerGateway implements OnApplicationBootstrap, BeforeApplicationS
     return this.workWaiters.size;
   }
 
-  /** Socket runners that asked for work here and have none yet. */
-  get waitingRunners(): number {
-    return this.waiting.size;
-  }
-
   // --- upgrade ---------------------------------------------------------------------------
 
   private readonly onUpgrade = (request: IncomingMessage, socket: Duplex, head: Buffer): void => {
@@ -194,7 +189,7 @@ export class RunnerGateway implements OnApplicationBootstrap, BeforeApplicationS
       if (principal.kind !== 'runner') return refuseUpgrade(socket, 403, 'forbidden', 'only runner tokens may connect here');
       runnerId = principal.runnerId;
     } catch (error) {
-      if (error instanceof DomainError) return refuseUpgradeFor(socket, error, 401);
+      if (error instanceof DomainError) return refuseUpgradeFor(socket, error);
       throw error;
     }
     if (!this.connectLimiter.take(runnerId)) {
@@ -369,9 +364,7 @@ export class RunnerGateway implements OnApplicationBootstrap, BeforeApplicationS
         connection.send({ type: 'cancel', job: row.id, attempt: row.attempt, reason: 'canceled' });
       } else if (row.status === 'claimed') {
         // Claimed for it, but the push may have been lost with the last connection: push it again.
-        const job = await this.runnerJobs.load(row.id);
-        connection.hold(job, this.now());
-        connection.send({ type: 'job', job: jobPayload(job) });
+        this.push(connection, await this.runnerJobs.load(row.id));
       }
     }
   }
@@ -386,7 +379,6 @@ export class RunnerGateway implements OnApplicationBootstrap, BeforeApplicationS
       if (!(error instanceof InvalidTransitionError || error instanceof ConcurrencyError)) throw error;
     }
   }
-
 
   private async heartbeat(connection: RunnerConnection, jobId: string, attempt: number): Promise<void> {
     const now = this.now();
@@ -457,8 +449,7 @@ export class RunnerGateway implements OnApplicationBootstrap, BeforeApplicationS
         const claim = await this.runnerJobs.claim(connection.runnerId, connection.hello?.capacity ?? 1, this.metadata(connection));
         if (claim.job !== null) {
           this.setWaiting(connection, false);
-          connection.hold(claim.job, this.now());
-          connection.send({ type: 'job', job: jobPayload(claim.job) });
+          this.push(connection, claim.job);
           return 'pushed';
         }
         outcome = claim.reason;
@@ -507,13 +498,17 @@ export class RunnerGateway implements OnApplicationBootstrap, BeforeApplicationS
     let pushed = false;
     for (const { id } of rows) {
       if (connection.held.has(id)) continue;
-      const job = await this.runnerJobs.load(id);
-      connection.hold(job, this.now());
-      connection.send({ type: 'job', job: jobPayload(job) });
+      this.push(connection, await this.runnerJobs.load(id));
       pushed = true;
     }
     if (pushed) this.setWaiting(connection, false);
     return pushed;
+  }
+
+  /** Sends the runner a job claimed for it, held so its heartbeats are checked without a read. */
+  private push(connection: RunnerConnection, job: JobState): void {
+    connection.hold(job, this.now());
+    connection.send({ type: 'job', job: jobPayload(job) });
   }
 
   private setWaiting(connection: RunnerConnection, waiting: boolean): void {
