@@ -8,8 +8,8 @@ import { AppModule } from './app.module';
 import type { Clock } from './common/clock';
 import type { Role } from './config/roles';
 import type { RunwayConfig } from './config/config';
-import { answerNodeErrorsWithProblems, checkJsonBody, checkUrl, clientErrors, sendProblem } from './modules/http/edge';
-import { problem } from './modules/http/problem';
+import { answerNodeErrorsWithProblems, checkJsonBody, checkUrl, clientErrors } from './modules/http/edge';
+import { problem, sendProblem } from './modules/http/problem';
 import { validationPipe } from './modules/http/validation';
 
 export const LOG_LEVELS: Record<RunwayConfig['logLevel'], LogLevel[]> = {

@@ -89,3 +89,8 @@ export class RateLimitedError extends DomainError {
     super(message);
   }
 }
+
+/** When the caller may try again, in seconds, for the errors that say so (`Retry-After`). */
+export function retryAfterOf(error: unknown): number | undefined {
+  return error instanceof UnavailableError || error instanceof RateLimitedError ? error.retryAfterSeconds : undefined;
+}

@@ -97,7 +97,7 @@ export class EventsFeed implements OnApplicationBootstrap, BeforeApplicationShut
     try {
       principal = await this.authenticator.authenticate(request.headers.authorization, request.socket.remoteAddress ?? 'unknown');
     } catch (error) {
-      if (error instanceof DomainError) return refuseUpgradeFor(socket, error, 401);
+      if (error instanceof DomainError) return refuseUpgradeFor(socket, error);
       throw error;
     }
     if (principal.kind === 'runner') return refuseUpgrade(socket, 403, 'forbidden', 'runner tokens cannot read the events feed');
@@ -108,7 +108,7 @@ export class EventsFeed implements OnApplicationBootstrap, BeforeApplicationShut
       filter = await this.filterOf(principal, query);
       after = await this.startOf(query.get('after'));
     } catch (error) {
-      if (error instanceof DomainError) return refuseUpgradeFor(socket, error, 400);
+      if (error instanceof DomainError) return refuseUpgradeFor(socket, error);
       throw error;
     }
     this.wss.handleUpgrade(request, socket, head, (ws) => {

@@ -2,29 +2,13 @@ import { type IncomingMessage, type Server, STATUS_CODES, type ServerResponse } 
 import type { Duplex } from 'node:stream';
 import type { NextFunction, Request, Response } from 'express';
 import { type Unstorable, findUnstorable, textProblem } from '../../common/storable';
-import { CODE_BY_STATUS, PROBLEM_CONTENT_TYPE, type Problem, problem } from './problem';
+import { problem, problemForStatus, sendProblem, writeProblem } from './problem';
 
 /**
  * The edge of the HTTP server: what is checked of every request before any route sees it (the
  * URL, the JSON body), and the errors Express and Node would otherwise answer on their own (in
  * HTML, or with no body at all), answered as problem+json like every other error.
  */
-
-/** A problem for an HTTP status: the contract's code where it has one, else the status's name. */
-export function problemForStatus(status: number, detail: string, errors?: Problem['errors']): Problem {
-  const name = STATUS_CODES[status] ?? 'Error';
-  const code = CODE_BY_STATUS[status] ?? (status >= 500 ? 'internal_error' : name.toLowerCase().replace(/[^a-z0-9]+/g, '_'));
-  const body = problem(code, detail, status, errors);
-  return body.title === 'Error' ? { ...body, title: name } : body;
-}
-
-export function sendProblem(response: Response | ServerResponse, body: Problem): void {
-  const json = JSON.stringify(body);
-  response.statusCode = body.status;
-  response.setHeader('Content-Type', `${PROBLEM_CONTENT_TYPE}; charset=utf-8`);
-  response.setHeader('Content-Length', Buffer.byteLength(json));
-  response.end(json);
-}
 
 const badRequest = (found: Unstorable, detail: string) =>
   problem('validation_failed', detail, 400, [{ field: found.field, message: found.message }]);
@@ -108,11 +92,7 @@ export function answerNodeErrorsWithProblems(server: Server): void {
     }
     const status =
       error.code === 'HPE_HEADER_OVERFLOW' ? 431 : error.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : error.code === 'HPE_CHUNK_EXTENSIONS_OVERFLOW' ? 413 : 400;
-    const body = JSON.stringify(problemForStatus(status, status === 400 ? 'the request is not valid HTTP' : (STATUS_CODES[status] ?? 'bad request')));
-    socket.end(
-      `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Error'}\r\nContent-Type: ${PROBLEM_CONTENT_TYPE}; charset=utf-8\r\n` +
-        `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
-    );
+    writeProblem(socket, problemForStatus(status, status === 400 ? 'the request is not valid HTTP' : (STATUS_CODES[status] ?? 'bad request')));
   });
   server.on('checkExpectation', (request: IncomingMessage, response: ServerResponse) => {
     response.setHeader('Connection', 'close');

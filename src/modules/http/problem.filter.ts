@@ -1,8 +1,7 @@
 import { type ArgumentsHost, Catch, type ExceptionFilter, HttpException, Logger } from '@nestjs/common';
 import type { Response } from 'express';
-import { DomainError } from '../../common/errors';
-import { problemForStatus } from './edge';
-import { CODE_BY_STATUS, PROBLEM_CONTENT_TYPE, type Problem, problem, problemOf } from './problem';
+import { DomainError, retryAfterOf } from '../../common/errors';
+import { CODE_BY_STATUS, type Problem, problem, problemForStatus, problemOf, sendProblem } from './problem';
 
 /**
  * The one place errors become HTTP responses. Domain errors keep their code (and a
@@ -18,9 +17,7 @@ export class ProblemFilter implements ExceptionFilter {
     const response = host.switchToHttp().getResponse<Response>();
     const body = this.toProblem(error);
     if (response.headersSent) return;
-    const retryAfter = (error as { retryAfterSeconds?: unknown } | null)?.retryAfterSeconds;
-    if (error instanceof DomainError && typeof retryAfter === 'number') response.setHeader('Retry-After', String(Math.max(1, Math.ceil(retryAfter))));
-    response.status(body.status).type(PROBLEM_CONTENT_TYPE).send(JSON.stringify(body));
+    sendProblem(response, body, retryAfterOf(error));
   }
 
   private toProblem(error: unknown): Problem {

@@ -1,3 +1,5 @@
+import { type IncomingMessage, STATUS_CODES, type ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
 import type { DomainError } from '../../common/errors';
 
 /** An error as clients see it: application/problem+json (RFC 9457) with a stable `code`. */
@@ -75,3 +77,39 @@ export function problemOf(error: DomainError): Problem {
 }
 
 export const PROBLEM_CONTENT_TYPE = 'application/problem+json';
+
+/** A problem for an HTTP status: the contract's code where it has one, else the status's name. */
+export function problemForStatus(status: number, detail: string, errors?: Problem['errors']): Problem {
+  const name = STATUS_CODES[status] ?? 'Error';
+  const code = CODE_BY_STATUS[status] ?? (status >= 500 ? 'internal_error' : name.toLowerCase().replace(/[^a-z0-9]+/g, '_'));
+  const body = problem(code, detail, status, errors);
+  return body.title === 'Error' ? { ...body, title: name } : body;
+}
+
+function headersOf(json: string, retryAfterSeconds: number | undefined): Record<string, string> {
+  return {
+    'Content-Type': `${PROBLEM_CONTENT_TYPE}; charset=utf-8`,
+    'Content-Length': String(Buffer.byteLength(json)),
+    ...(retryAfterSeconds === undefined ? {} : { 'Retry-After': String(Math.max(1, Math.ceil(retryAfterSeconds))) }),
+  };
+}
+
+/** Answers with `body` (and `Retry-After` when given): the one way a problem is written to a response. */
+export function sendProblem(response: ServerResponse<IncomingMessage>, body: Problem, retryAfterSeconds?: number): void {
+  const json = JSON.stringify(body);
+  response.statusCode = body.status;
+  for (const [name, value] of Object.entries(headersOf(json, retryAfterSeconds))) response.setHeader(name, value);
+  response.end(json);
+}
+
+/**
+ * Writes `body` as a whole HTTP response on a bare socket and closes it: for a refused WebSocket
+ * upgrade, and for requests Node could not parse (no response object exists for either).
+ */
+export function writeProblem(socket: Duplex, body: Problem, retryAfterSeconds?: number): void {
+  const json = JSON.stringify(body);
+  const headers = Object.entries({ ...headersOf(json, retryAfterSeconds), Connection: 'close' })
+    .map(([name, value]) => `${name}: ${value}\r\n`)
+    .join('');
+  socket.end(`HTTP/1.1 ${body.status} ${STATUS_CODES[body.status] ?? 'Error'}\r\n${headers}\r\n${json}`);
+}

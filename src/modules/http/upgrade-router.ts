@@ -1,10 +1,10 @@
-import { type IncomingMessage, STATUS_CODES } from 'node:http';
+import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { Injectable, type OnApplicationBootstrap, type OnApplicationShutdown } from '@nestjs/common';
 import { HttpAdapterHost } from '@nestjs/core';
-import type { DomainError } from '../../common/errors';
+import { type DomainError, retryAfterOf } from '../../common/errors';
 import { urlProblem } from './edge';
-import { problem, statusOf } from './problem';
+import { problem, statusOf, writeProblem } from './problem';
 
 export type UpgradeHandler = (request: IncomingMessage, socket: Duplex, head: Buffer) => void;
 
@@ -48,21 +48,10 @@ export class UpgradeRouter implements OnApplicationBootstrap, OnApplicationShutd
 
 /** Answers an upgrade request with a problem+json HTTP response and closes the socket. */
 export function refuseUpgrade(socket: Duplex, status: number, code: string, detail: string, retryAfterSeconds?: number): void {
-  const body = JSON.stringify(problem(code, detail, status));
-  const retryAfter = retryAfterSeconds === undefined ? '' : `Retry-After: ${Math.max(1, Math.ceil(retryAfterSeconds))}\r\n`;
-  socket.end(
-    `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Error'}\r\n` +
-      `Content-Type: application/problem+json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n${retryAfter}Connection: close\r\n\r\n${body}`,
-  );
+  writeProblem(socket, problem(code, detail, status), retryAfterSeconds);
 }
 
-/**
- * Refuses an upgrade for a domain error of authentication or of the request: 401 for a bad
- * credential, 503 (with `Retry-After`) while the database is down, 429 when rate limited, else
- * the status of the error's code.
- */
-export function refuseUpgradeFor(socket: Duplex, error: DomainError, fallbackStatus: number): void {
-  const status = error.code === 'unavailable' || error.code === 'rate_limited' || error.code === 'not_found' ? statusOf(error.code) : fallbackStatus;
-  const retryAfter = (error as { retryAfterSeconds?: unknown }).retryAfterSeconds;
-  refuseUpgrade(socket, status, error.code, error.message, typeof retryAfter === 'number' ? retryAfter : undefined);
+/** Refuses an upgrade for a domain error, with its code's status (and `Retry-After` where it says when). */
+export function refuseUpgradeFor(socket: Duplex, error: DomainError): void {
+  refuseUpgrade(socket, statusOf(error.code), error.code, error.message, retryAfterOf(error));
 }
