@@ -30,15 +30,15 @@ export class Authenticator {
   }
 
   /** `source`: the caller's address, whose failed attempts are limited. */
-  async authenticate(header: string | undefined, source?: string): Promise<Principal> {
-    if (source !== undefined && !this.failures.has(source)) {
+  async authenticate(header: string | undefined, source: string): Promise<Principal> {
+    if (!this.failures.has(source)) {
       this.metrics.rateLimited.inc({ limit: 'auth_failures' });
       throw new RateLimitedError('too many failed authentications from this address; try again later', this.failures.retryAfterSeconds(source));
     }
     try {
       return await this.check(header);
     } catch (error) {
-      if (source !== undefined && error instanceof UnauthorizedError) this.failures.take(source);
+      if (error instanceof UnauthorizedError) this.failures.take(source);
       throw error;
     }
   }

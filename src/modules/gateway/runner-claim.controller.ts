@@ -4,7 +4,6 @@ import { IsInt, Max, Min } from 'class-validator';
 import { IsOmittable } from '../../common/optional';
 import type { Request, Response } from 'express';
 import { Clock } from '../../common/clock';
-import { ConcurrencyError, InvalidTransitionError } from '../../common/errors';
 import type { JobState } from '../../machines/job.machine';
 import { Access } from '../auth/access.decorator';
 import { runnerOf } from '../auth/principal';
@@ -90,11 +89,9 @@ export class RunnerClaimController {
   /** Gives back a job claimed for a request whose client is gone (`runnerLost`: requeued, or failed at its last attempt). */
   private async release(runnerId: string, job: JobState, ctx: RequestContext): Promise<void> {
     try {
-      await this.runnerJobs.lost(runnerId, job.jobId, job.attempt, ctx.metadata);
-      this.logger.log(`runner ${runnerId} left before its claim of job ${job.jobId} attempt ${job.attempt} was answered: released`);
+      const state = await this.runnerJobs.lost(runnerId, job.jobId, job.attempt, ctx.metadata);
+      if (state !== null) this.logger.log(`runner ${runnerId} left before its claim of job ${job.jobId} attempt ${job.attempt} was answered: released`);
     } catch (error) {
-      // It moved on meanwhile (canceled, timed out): there is nothing left to give back.
-      if (error instanceof InvalidTransitionError || error instanceof ConcurrencyError) return;
       this.logger.error(`could not release job ${job.jobId} claimed for a client that left: ${(error as Error).message}`);
     }
   }

@@ -5,7 +5,7 @@ import { type BeforeApplicationShutdown, Inject, Injectable, Logger, type OnAppl
 import { type RawData, WebSocketServer } from 'ws';
 import { Clock } from '../../common/clock';
 import { KeyedTokenBuckets, TokenBucket } from '../../common/rate-limit';
-import { ConcurrencyError, DomainError, InvalidTransitionError, NotFoundError } from '../../common/errors';
+import { DomainError, InvalidTransitionError, NotFoundError } from '../../common/errors';
 import { RUNWAY_CONFIG, type RunwayConfig } from '../../config/config';
 import type { EventMetadata } from '../../events/envelope';
 import { type JobState, acceptsHeartbeat } from '../../machines/job.machine';
@@ -371,13 +371,8 @@ export class RunnerGateway implements OnApplicationBootstrap, BeforeApplicationS
 
   /** The runner does not hold a job assigned to it: its attempt is lost (requeued or failed, as the machine says). */
   private async lose(connection: RunnerConnection, row: { id: string; attempt: number }): Promise<void> {
-    try {
-      const state = await this.runnerJobs.lost(connection.runnerId, row.id, row.attempt, this.metadata(connection));
-      this.logger.log(`runner ${connection.runnerId} no longer holds job ${row.id} attempt ${row.attempt}: ${state.status === 'pending' ? 'requeued' : 'failed'} (runner_lost)`);
-    } catch (error) {
-      // It moved on meanwhile (a timeout, a cancel): there is nothing left to lose.
-      if (!(error instanceof InvalidTransitionError || error instanceof ConcurrencyError)) throw error;
-    }
+    const state = await this.runnerJobs.lost(connection.runnerId, row.id, row.attempt, this.metadata(connection));
+    if (state !== null) this.logger.log(`runner ${connection.runnerId} no longer holds job ${row.id} attempt ${row.attempt}: ${state.status === 'pending' ? 'requeued' : 'failed'} (runner_lost)`);
   }
 
   private async heartbeat(connection: RunnerConnection, jobId: string, attempt: number): Promise<void> {

@@ -1,6 +1,6 @@
 import { Injectable } from '@nestjs/common';
 import { Clock } from '../../common/clock';
-import { NotFoundError } from '../../common/errors';
+import { ConcurrencyError, InvalidTransitionError, NotFoundError } from '../../common/errors';
 import type { EventMetadata } from '../../events/envelope';
 import { type JobState, decide, evolve } from '../../machines/job.machine';
 import { CommandHandler } from '../event-store/command-handler';
@@ -91,10 +91,19 @@ export class RunnerJobs {
     return result.state;
   }
 
-  /** The runner said hello again without `job`: its attempt is gone (requeued or failed, as the machine says). */
-  async lost(runnerId: string, job: string, attempt: number, metadata: EventMetadata) {
-    const result = await this.jobs.execute(job, { type: 'runnerLost', runnerId, attempt, at: this.now() }, metadata);
-    return result.state;
+  /**
+   * The runner no longer holds `job` (it said hello without it, or its long-poll left before the
+   * answer): the attempt is lost, requeued or failed as the machine says. Null when the job moved
+   * on meanwhile (a timeout, a cancel): there is nothing left to lose.
+   */
+  async lost(runnerId: string, job: string, attempt: number, metadata: EventMetadata): Promise<JobState | null> {
+    try {
+      const result = await this.jobs.execute(job, { type: 'runnerLost', runnerId, attempt, at: this.now() }, metadata);
+      return result.state;
+    } catch (error) {
+      if (error instanceof InvalidTransitionError || error instanceof ConcurrencyError) return null;
+      throw error;
+    }
   }
 
   async canceled(runnerId: string, job: string, attempt: number, metadata: EventMetadata) {
