@@ -56,6 +56,11 @@ export class ValidationError extends DomainError {
   }
 }
 
+/** A validation error about one field, the message saying both what is wrong and where. */
+export function invalidField(field: string, message: string): ValidationError {
+  return new ValidationError(message, [{ field, message }]);
+}
+
 export class UnauthorizedError extends DomainError {
   readonly code = 'unauthorized';
 }

@@ -1,4 +1,4 @@
-import { ValidationError } from '../../common/errors';
+import { ValidationError, invalidField } from '../../common/errors';
 
 /** The longest range one usage request may cover. */
 export const MAX_USAGE_RANGE_DAYS = 366;
@@ -43,7 +43,7 @@ export function resolveUsageRange(query: { from?: string; to?: string }, now: Da
     const at = parseInstant(text);
     if (at === null) {
       const message = `${field} must be an ISO-8601 date or time, such as 2026-05-01 or 2026-05-01T00:00:00Z`;
-      throw new ValidationError(message, [{ field, message }]);
+      throw invalidField(field, message);
     }
     return at;
   };

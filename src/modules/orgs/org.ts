@@ -1,4 +1,4 @@
-import { ConflictError, NotFoundError, ValidationError } from '../../common/errors';
+import { ConflictError, NotFoundError, invalidField } from '../../common/errors';
 import { PLAN_PRIORITY, type Plan } from '../../events/job-events';
 import type { OrgEvent } from '../../events/org-events';
 
@@ -57,12 +57,12 @@ export function decideUpdateOrg(state: Org | null, change: OrgUpdate): OrgEvent[
   const org = requireOrg(state);
   const data: { plan?: Plan; maxConcurrency?: number | null } = {};
   if (change.plan !== undefined) {
-    if (!isPlan(change.plan)) throw invalid('plan', `plan must be one of ${Object.keys(PLAN_PRIORITY).join(', ')}`);
+    if (!isPlan(change.plan)) throw invalidField('plan', `plan must be one of ${Object.keys(PLAN_PRIORITY).join(', ')}`);
     if (change.plan !== org.plan) data.plan = change.plan;
   }
   if (change.maxConcurrency !== undefined) {
     if (change.maxConcurrency !== null && !isLimit(change.maxConcurrency)) {
-      throw invalid('maxConcurrency', 'maxConcurrency must be a whole number from 1 to 2147483647, or null for no limit');
+      throw invalidField('maxConcurrency', 'maxConcurrency must be a whole number from 1 to 2147483647, or null for no limit');
     }
     if (change.maxConcurrency !== org.maxConcurrency) data.maxConcurrency = change.maxConcurrency;
   }
@@ -72,11 +72,11 @@ export function decideUpdateOrg(state: Org | null, change: OrgUpdate): OrgEvent[
 /** A new organization (the stream must be empty), with values its fold and view agree on. */
 export function decideCreateOrg(state: Org | null, org: { orgId: string; slug: string; name: string; plan: Plan; maxConcurrency: number | null }): OrgEvent[] {
   if (state !== null) throw new ConflictError('this organization already exists');
-  if (!isPlan(org.plan)) throw invalid('plan', `plan must be one of ${Object.keys(PLAN_PRIORITY).join(', ')}`);
-  if (typeof org.slug !== 'string') throw invalid('slug', 'slug must be a string');
-  if (typeof org.name !== 'string') throw invalid('name', 'name must be a string');
+  if (!isPlan(org.plan)) throw invalidField('plan', `plan must be one of ${Object.keys(PLAN_PRIORITY).join(', ')}`);
+  if (typeof org.slug !== 'string') throw invalidField('slug', 'slug must be a string');
+  if (typeof org.name !== 'string') throw invalidField('name', 'name must be a string');
   if (org.maxConcurrency !== null && !isLimit(org.maxConcurrency)) {
-    throw invalid('maxConcurrency', 'maxConcurrency must be a whole number from 1 to 2147483647, or null for no limit');
+    throw invalidField('maxConcurrency', 'maxConcurrency must be a whole number from 1 to 2147483647, or null for no limit');
   }
   const { orgId, slug, name, plan, maxConcurrency } = org;
   return [{ type: 'OrgCreated', schemaVersion: 1, data: { orgId, slug, name, plan, maxConcurrency } }];
@@ -86,14 +86,13 @@ export function decideCreateOrg(state: Org | null, org: { orgId: string; slug: s
 export function decideCreateKey(state: Org | null, key: { keyId: string; name: string | null; keyHash: string }): OrgEvent[] {
   const org = requireOrg(state);
   if (Object.hasOwn(org.keys, key.keyId)) throw new ConflictError('this key already exists');
-  if (key.name !== null && typeof key.name !== 'string') throw invalid('name', 'name must be a string');
+  if (key.name !== null && typeof key.name !== 'string') throw invalidField('name', 'name must be a string');
   return [{ type: 'OrgKeyCreated', schemaVersion: 1, data: { keyId: key.keyId, name: key.name, keyHash: key.keyHash } }];
 }
 
 const isPlan = (plan: unknown): plan is Plan => typeof plan === 'string' && Object.hasOwn(PLAN_PRIORITY, plan);
 /** What the view's integer column holds. */
 const isLimit = (limit: unknown): limit is number => Number.isSafeInteger(limit) && (limit as number) >= 1 && (limit as number) <= 2_147_483_647;
-const invalid = (field: string, message: string) => new ValidationError(message, [{ field, message }]);
 
 export function decideRevokeKey(state: Org | null, keyId: string): OrgEvent[] {
   const org = requireOrg(state);
@@ -104,8 +103,8 @@ export function decideRevokeKey(state: Org | null, keyId: string): OrgEvent[] {
 
 export function decideCreateProject(state: Org | null, project: { projectId: string; slug: string; name: string }): OrgEvent[] {
   const org = requireOrg(state);
-  if (typeof project.slug !== 'string') throw invalid('slug', 'slug must be a string');
-  if (typeof project.name !== 'string') throw invalid('name', 'name must be a string');
+  if (typeof project.slug !== 'string') throw invalidField('slug', 'slug must be a string');
+  if (typeof project.name !== 'string') throw invalidField('name', 'name must be a string');
   if (org.projectSlugs.includes(project.slug)) {
     throw new ConflictError(`a project with slug "${project.slug}" already exists in this organization`);
   }

@@ -1,4 +1,4 @@
-import { ConflictError, NotFoundError, ValidationError } from '../../common/errors';
+import { ConflictError, NotFoundError, invalidField } from '../../common/errors';
 import type { RunnerEvent } from '../../events/runner-events';
 
 /** A runner's state, folded from its stream. */
@@ -53,8 +53,8 @@ export function decideRotateToken(state: Runner | null, tokenHash: string): Runn
 /** A new runner (the stream must be empty), serving at least one spec. */
 export function decideRegister(state: Runner | null, runner: { runnerId: string; slug: string; name: string; specIds: readonly string[]; tokenHash: string }): RunnerEvent[] {
   if (state !== null) throw new ConflictError('this runner already exists');
-  if (typeof runner.slug !== 'string') throw invalid('slug', 'slug must be a string');
-  if (typeof runner.name !== 'string') throw invalid('name', 'name must be a string');
+  if (typeof runner.slug !== 'string') throw invalidField('slug', 'slug must be a string');
+  if (typeof runner.name !== 'string') throw invalidField('name', 'name must be a string');
   const specIds = specList(runner.specIds);
   const { runnerId, slug, name, tokenHash } = runner;
   return [{ type: 'RunnerRegistered', schemaVersion: 1, data: { runnerId, slug, name, specIds, tokenHash } }];
@@ -70,8 +70,8 @@ export function decideUpdate(
   change: { name?: string | null; specIds?: readonly string[] | null; archived?: boolean | null },
 ): RunnerEvent[] {
   const runner = requireRunner(state);
-  if (change.name !== undefined && typeof change.name !== 'string') throw invalid('name', 'name must be a string');
-  if (change.archived !== undefined && typeof change.archived !== 'boolean') throw invalid('archived', 'archived must be true or false');
+  if (change.name !== undefined && typeof change.name !== 'string') throw invalidField('name', 'name must be a string');
+  if (change.archived !== undefined && typeof change.archived !== 'boolean') throw invalidField('archived', 'archived must be true or false');
   const specIds = change.specIds === undefined ? undefined : specList(change.specIds);
   const events: RunnerEvent[] = [];
   const data: { name?: string; specIds?: string[] } = {};
@@ -88,13 +88,12 @@ export function decideUpdate(
  * there), each once, at least one.
  */
 function specList(specIds: readonly string[] | null | undefined): string[] {
-  if (!Array.isArray(specIds) || specIds.some((id) => typeof id !== 'string')) throw invalid('specs', 'specs must be a list of specs');
+  if (!Array.isArray(specIds) || specIds.some((id) => typeof id !== 'string')) throw invalidField('specs', 'specs must be a list of specs');
   const list = [...new Set(specIds.map((id: string) => id.toLowerCase()))];
-  if (list.length === 0) throw invalid('specs', 'a runner serves at least one spec');
+  if (list.length === 0) throw invalidField('specs', 'a runner serves at least one spec');
   return list;
 }
 
-const invalid = (field: string, message: string) => new ValidationError(message, [{ field, message }]);
 
 function sameSet(a: readonly string[], b: readonly string[]): boolean {
   return a.length === b.length && a.every((x) => b.includes(x));

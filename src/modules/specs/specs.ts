@@ -1,7 +1,7 @@
 import { Injectable } from '@nestjs/common';
 import { ApiProperty } from '@nestjs/swagger';
 import { IsBoolean, IsIn, IsInt, IsString, Length, Matches, Max, Min } from 'class-validator';
-import { ConflictError, ValidationError } from '../../common/errors';
+import { ConflictError, invalidField } from '../../common/errors';
 import { IdGenerator, UUID_PATTERN } from '../../common/ids';
 import type { EventEnvelope } from '../../events/envelope';
 import { ARCHITECTURES, type Architecture, type SpecCreated, type SpecEvent } from '../../events/spec-events';
@@ -85,14 +85,13 @@ export const evolveSpec = (_: SpecCreated['data'] | null, event: SpecEvent): Spe
  */
 export function decideCreateSpec(state: SpecCreated['data'] | null, spec: SpecCreated['data']): SpecEvent[] {
   if (state !== null) throw new ConflictError('this spec already exists');
-  const invalid = (field: string, message: string) => new ValidationError(message, [{ field, message }]);
-  if (typeof spec.slug !== 'string') throw invalid('slug', 'slug must be a string');
-  if (typeof spec.name !== 'string') throw invalid('name', 'name must be a string');
-  if (!(ARCHITECTURES as readonly unknown[]).includes(spec.architecture)) throw invalid('architecture', `architecture must be one of ${ARCHITECTURES.join(', ')}`);
-  if (!isCount(spec.cpu, 2_147_483_647)) throw invalid('cpu', 'cpu must be a whole number from 1');
-  if (!isCount(spec.memory, Number.MAX_SAFE_INTEGER)) throw invalid('memory', 'memory must be a whole number of bytes from 1');
-  if (!isCount(spec.disk, Number.MAX_SAFE_INTEGER)) throw invalid('disk', 'disk must be a whole number of bytes from 1');
-  if (typeof spec.network !== 'boolean') throw invalid('network', 'network must be true or false');
+  if (typeof spec.slug !== 'string') throw invalidField('slug', 'slug must be a string');
+  if (typeof spec.name !== 'string') throw invalidField('name', 'name must be a string');
+  if (!(ARCHITECTURES as readonly unknown[]).includes(spec.architecture)) throw invalidField('architecture', `architecture must be one of ${ARCHITECTURES.join(', ')}`);
+  if (!isCount(spec.cpu, 2_147_483_647)) throw invalidField('cpu', 'cpu must be a whole number from 1');
+  if (!isCount(spec.memory, Number.MAX_SAFE_INTEGER)) throw invalidField('memory', 'memory must be a whole number of bytes from 1');
+  if (!isCount(spec.disk, Number.MAX_SAFE_INTEGER)) throw invalidField('disk', 'disk must be a whole number of bytes from 1');
+  if (typeof spec.network !== 'boolean') throw invalidField('network', 'network must be true or false');
   const { specId, slug, name, architecture, cpu, memory, disk, network } = spec;
   return [{ type: 'SpecCreated', schemaVersion: 1, data: { specId, slug, name, architecture, cpu, memory, disk, network } }];
 }
