@@ -9,7 +9,8 @@ import { Access } from '../auth/access.decorator';
 import { runnerOf } from '../auth/principal';
 import { Ctx, type RequestContext } from '../http/request-context';
 import { type JobPayload } from './protocol';
-import { RunnerGateway } from './runner-gateway';
+import { Dispatcher } from './dispatcher';
+import { GatewayRepository } from './gateway.repository';
 import { RunnerJobs, jobPayload } from './runner-jobs';
 
 export class ClaimDto {
@@ -29,7 +30,8 @@ export class RunnerClaimController {
   private readonly logger = new Logger(RunnerClaimController.name);
 
   constructor(
-    private readonly gateway: RunnerGateway,
+    private readonly dispatcher: Dispatcher,
+    private readonly repository: GatewayRepository,
     private readonly runnerJobs: RunnerJobs,
     private readonly clock: Clock,
   ) {}
@@ -55,11 +57,11 @@ export class RunnerClaimController {
     });
     response.on('finish', () => (handed = null));
     const deadline = this.clock.now().getTime() + (dto.pollTimeout ?? 30) * 1000;
-    const specs = new Set(await this.gateway.specsOf(runnerId));
+    const specs = new Set(await this.repository.specsOf(runnerId));
     while (!gone.signal.aborted) {
       // Subscribe to wake-ups before looking, so work that appears in between is not missed.
       const waiting = new AbortController();
-      const woken = this.gateway.waitForWork(specs, AbortSignal.any([gone.signal, waiting.signal]));
+      const woken = this.dispatcher.waitForWork(specs, AbortSignal.any([gone.signal, waiting.signal]));
       const { job } = await this.runnerJobs.claim(runnerId, 1, ctx.metadata);
       if (job !== null) {
         waiting.abort();

@@ -1,9 +1,11 @@
 import { randomUUID } from 'node:crypto';
 import { Logger } from '@nestjs/common';
 import type { WebSocket } from 'ws';
+import type { EventMetadata } from '../../events/envelope';
 import type { JobState } from '../../machines/job.machine';
 import type { ServerMessage } from './protocol';
 import { TokenBucket } from '../../common/rate-limit';
+import { jobPayload } from './runner-jobs';
 
 const logger = new Logger('RunnerConnection');
 
@@ -42,8 +44,24 @@ export class RunnerConnection {
     this.openedAt = openedAt;
   }
 
+  /** Whether the socket is open: frames sent now reach the runner. */
+  get open(): boolean {
+    return this.socket.readyState === this.socket.OPEN;
+  }
+
   send(message: ServerMessage): void {
-    if (this.socket.readyState === this.socket.OPEN) this.socket.send(JSON.stringify(message));
+    if (this.open) this.socket.send(JSON.stringify(message));
+  }
+
+  /** Sends the runner a job claimed for it, held so its heartbeats are checked without a read. */
+  push(job: JobState, now: number): void {
+    this.hold(job, now);
+    this.send({ type: 'job', job: jobPayload(job) });
+  }
+
+  /** The metadata of the events this connection's messages cause. */
+  get metadata(): EventMetadata {
+    return { correlationId: this.id, causationId: null, actor: `runner:${this.runnerId}` };
   }
 
   /** Runs `claim` after `ms`, unless a deferred claim is pending already or the socket closes first. */

@@ -2,21 +2,9 @@ import { Injectable } from '@nestjs/common';
 import type { JobEvent } from '../../events/job-events';
 import type { JobState } from '../../machines/job.machine';
 import { Bus } from '../messaging/bus';
+import type { CancelMessage, DispatchMessage } from '../messaging/messages';
 import { Subjects } from '../messaging/subjects';
 import { JobsRepository } from './jobs.repository';
-
-/** Work that may be claimable now; sent on `<prefix>.dispatch.<spec>`. */
-export interface DispatchMessage {
-  spec: string;
-}
-
-/** A cancel for the runner holding a job; sent on `<prefix>.runners.<runner>.cancel`. */
-export interface CancelMessage {
-  runner: string;
-  job: string;
-  attempt: number;
-  reason: string;
-}
 
 /** What the other roles hear after a job's events commit. */
 @Injectable()

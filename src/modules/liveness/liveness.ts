@@ -8,17 +8,10 @@ import type { JobCommand } from '../../machines/job.machine';
 import { Db, isDatabaseUnavailable } from '../database/db';
 import { JobCommands } from '../jobs/job-commands';
 import { Bus, type Subscription } from '../messaging/bus';
+import type { ControlMessage, GatewayAliveMessage, HeartbeatMessage } from '../messaging/messages';
 import { Subjects } from '../messaging/subjects';
-import type { ControlMessage, GatewayAliveMessage } from '../gateway/runner-gateway';
 import { Metrics } from '../metrics/metrics';
 import { RunnerSessions } from '../runners/runner-sessions';
-
-/** A heartbeat as the gateway forwards it on `<prefix>.heartbeats.<runner>`. */
-export interface HeartbeatMessage {
-  runner: string;
-  job: string;
-  attempt: number;
-}
 
 interface InFlightRow {
   id: string;
