@@ -22,7 +22,7 @@ async function serverSide() {
   return { Logger, LOG_LEVELS, ...context, ...audit, ...exporter, ...projections, ...server };
 }
 
-/** `runway`: the command line. Configuration comes from the environment (PROTOCOL.md). */
+/** `runway`: the command line. Configuration comes from the environment (docs/protocol.md, "Configuration"). */
 export function buildCli(): Command {
   const program = new Command('runway').description('Runway: benchmark jobs for bare-metal runners').showHelpAfterError();
 

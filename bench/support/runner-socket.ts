@@ -10,7 +10,7 @@ export interface PushedJob {
 }
 
 /**
- * A runner's end of the WebSocket (PROTOCOL.md, "Runner WebSocket"), kept light for benchmarks:
+ * A runner's end of the WebSocket (docs/protocol.md, "The runner WebSocket"), kept light for benchmarks:
  * frames go to `onFrame` when it is set, otherwise they queue for `next()`.
  */
 export class RunnerSocket {

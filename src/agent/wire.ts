@@ -1,7 +1,7 @@
 import type { JobPayload, RunnerMessage, ServerMessage } from '../modules/gateway/protocol';
 
 /**
- * The server's frames as the agent reads them (PROTOCOL.md, "Runner WebSocket"). The server is
+ * The server's frames as the agent reads them (docs/protocol.md, "The runner WebSocket"). The server is
  * trusted to be the server, not to be bug-free: a frame that does not have the expected shape is
  * refused here instead of breaking the agent.
  */

@@ -1,6 +1,6 @@
 /**
- * A small typed client of Runway's REST API (PROTOCOL.md), for the `runway` commands people run
- * on their own machines. It only needs node built-ins (global `fetch`): no Nest, no server code.
+ * A small typed client of Runway's REST API (docs/protocol.md, "REST"), for the `runway` commands
+ * people run on their own machines. It only needs node built-ins (global `fetch`): no Nest, no server code.
  * The types are the public contract as the client reads it; `api.contract.unit.spec.ts` checks
  * at compile time that the server's responses still fit them.
  */
@@ -85,7 +85,7 @@ export interface JobOutput {
   truncated: boolean;
 }
 
-/** A stored event (PROTOCOL.md, "Event envelope"). */
+/** A stored event (docs/protocol.md, "The event envelope"). */
 export interface EventEnvelope {
   id: string;
   streamId: string;

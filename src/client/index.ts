@@ -9,7 +9,7 @@ import { registerUsageCommand } from './usage';
 /**
  * The commands people run against a Runway server from their own machines: `jobs`, `projects`,
  * `queue`, `usage` (organization key) and `admin` (operator token). They speak the public API
- * (PROTOCOL.md) only: this tree imports no Nest and no server module, so it starts fast.
+ * (docs/protocol.md) only: this tree imports no Nest and no server module, so it starts fast.
  */
 export function registerClientCommands(program: Command): void {
   const before = new Set(program.commands);

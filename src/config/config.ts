@@ -24,7 +24,7 @@ export interface RunwayConfig {
   readonly maxMessageBytes: number;
   /**
    * Limits on what abuse looks like, never on a healthy runner taking its next job: token
-   * buckets per instance (PROTOCOL: "Rate limits").
+   * buckets per instance (docs/protocol.md, "Rate limits").
    */
   readonly rateLimits: {
     /** WebSocket connection attempts per runner. */

@@ -1,4 +1,4 @@
-/** What a process does; one process runs every role by default (ARCHITECTURE.md, "Roles"). */
+/** What a process does; one process runs every role by default (docs/architecture.md, "Roles and scale"). */
 export const ROLES = ['api', 'gateway', 'relay', 'projector'] as const;
 export type Role = (typeof ROLES)[number];
 

@@ -16,7 +16,7 @@ import type {
 } from '../events/job-events';
 
 /**
- * The job lifecycle (PROTOCOL.md, "Lifecycle") as a pure XState machine over a job's events.
+ * The job lifecycle (docs/protocol.md, "The job lifecycle") as a pure XState machine over a job's events.
  *
  * - `evolve` / `fold`: how events change a job's state, the one place that says so.
  * - `jobMachine`: which command is allowed in which state, and which event it records.

@@ -5,8 +5,9 @@ import { appSuite } from '../support/suite';
 const PROBLEM = /application\/problem\+json/;
 
 /**
- * PROTOCOL.md, "Null": `null` for a field that cannot be null is `400 validation_failed`, never
- * an event. Each case is sent as it is and must name its field and leave the log as it was.
+ * docs/protocol.md, "Conventions": `null` for a field that cannot be null is `400
+ * validation_failed`, never an event. Each case is sent as it is and must name its field and
+ * leave the log as it was.
  */
 describe('null where a field cannot be null', () => {
   const suite = appSuite();

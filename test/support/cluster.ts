@@ -27,7 +27,7 @@ export function randomPrefix(): string {
   return `t${randomBytes(5).toString('hex')}`;
 }
 
-/** PROTOCOL.md: the prefix upper-cased, every character but A-Z, 0-9 and _ made _, plus `_JOBS`. */
+/** docs/protocol.md, "NATS": the prefix upper-cased, every character but A-Z, 0-9 and _ made _, plus `_JOBS`. */
 export function jobsStreamName(prefix: string): string {
   return `${prefix.toUpperCase().replace(/[^A-Z0-9_]/g, '_')}_JOBS`;
 }

@@ -1,7 +1,7 @@
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { sha256Hex } from '../../events/envelope';
 
-/** Credential kinds and their prefixes (PROTOCOL.md, "Credentials"). */
+/** Credential kinds and their prefixes (docs/protocol.md, "Credentials"). */
 export const TOKEN_PREFIX = {
   admin: 'runway_admin_',
   key: 'runway_key_',

@@ -9,7 +9,7 @@ import { BillingRepository } from './billing.repository';
 import { resolveUsageRange } from './usage-range';
 
 /**
- * Billing minutes (PROTOCOL.md, "Lifecycle"): a job that ran is billed
+ * Billing minutes (docs/protocol.md, "The job lifecycle"): a job that ran is billed
  * ceil((finishedAt - startedAt) / 60 s), counted in the range its job finished in.
  *
  * Read from the billing view, which a projector keeps from the log: an answer trails the latest

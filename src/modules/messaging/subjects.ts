@@ -58,7 +58,7 @@ export function subjectMatches(pattern: string, subject: string): boolean {
 }
 
 /**
- * The subjects Runway uses, under the configured prefix (PROTOCOL.md, "NATS"). Every slug or id
+ * The subjects Runway uses, under the configured prefix (docs/protocol.md, "NATS"). Every slug or id
  * that becomes a token is checked, so a value with a dot or a wildcard can never address a
  * subject it was not meant for.
  */

@@ -3,7 +3,7 @@ import { assertSubject, SubjectError, subjectMatches, Subjects } from './subject
 describe('Subjects', () => {
   const subjects = new Subjects('runway');
 
-  it('builds the subjects of PROTOCOL.md under the prefix', () => {
+  it('builds the subjects of docs/protocol.md under the prefix', () => {
     expect(subjects.dispatch('x86-8c')).toBe('runway.dispatch.x86-8c');
     expect(subjects.anyDispatch()).toBe('runway.dispatch.*');
     expect(subjects.runnerCancel('r-1')).toBe('runway.runners.r-1.cancel');

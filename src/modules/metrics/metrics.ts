@@ -12,9 +12,10 @@ export function tierOf(priority: number): string {
 
 /**
  * Runway's Prometheus metrics, on a registry of this application's own (several apps may run in
- * one test process). Names follow the seed design's OpenTelemetry names with dots as
- * underscores: runner.job.claim -> runner_job_claim_total, job.queue.duration ->
- * job_queue_duration_seconds, runner.heartbeat.timeout -> runner_heartbeat_timeout_total.
+ * one test process). Names follow the seed design's OpenTelemetry names (docs/architecture.md,
+ * "Prior art") with dots as underscores: runner.job.claim -> runner_job_claim_total,
+ * job.queue.duration -> job_queue_duration_seconds, runner.heartbeat.timeout ->
+ * runner_heartbeat_timeout_total.
  */
 @Injectable()
 export class Metrics {
