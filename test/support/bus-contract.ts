@@ -1,8 +1,8 @@
 /// <reference types="jest" />
 import { randomBytes } from 'node:crypto';
 import { Logger } from '@nestjs/common';
-import { type Bus, BusClosedError, type BusMessage } from './bus';
-import { SubjectError } from './subjects';
+import { type Bus, BusClosedError, type BusMessage } from '../../src/modules/messaging/bus';
+import { SubjectError } from '../../src/modules/messaging/subjects';
 
 /** Two ends of a bus: for NATS two connections (two processes), for the local bus the same one twice. */
 export interface BusPair {

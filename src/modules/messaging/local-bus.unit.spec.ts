@@ -1,4 +1,4 @@
-import { busContract } from './bus.contract';
+import { busContract } from '../../../test/support/bus-contract';
 import { LocalBus } from './local-bus';
 
 busContract('LocalBus', async () => {

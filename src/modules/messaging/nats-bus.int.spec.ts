@@ -1,4 +1,4 @@
-import { busContract } from './bus.contract';
+import { busContract } from '../../../test/support/bus-contract';
 import { NatsBus } from './nats-bus';
 
 const NATS_URL = process.env.RUNWAY_TEST_NATS_URL ?? 'nats://127.0.0.1:4222';
