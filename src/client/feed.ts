@@ -1,4 +1,5 @@
 import WebSocket from 'ws';
+import { Backoff } from '../common/backoff';
 import { type EventEnvelope, RunwayApiError, RunwayConnectionError, describeNetworkError } from './api';
 
 export interface FeedOptions {
@@ -32,7 +33,8 @@ export class EventFeed {
   private socket: WebSocket | null = null;
   private retryTimer: NodeJS.Timeout | null = null;
   private pingTimer: NodeJS.Timeout | null = null;
-  private failures = 0;
+  /** Reconnect delays, from FIRST_RETRY_MS up to MAX_RETRY_MS; starts again once the server answers. */
+  private readonly backoff = new Backoff(FIRST_RETRY_MS, MAX_RETRY_MS);
   private disconnectedSince: number | null = null;
   private closed = false;
   private settle!: { resolve: () => void; reject: (error: Error) => void };
@@ -92,11 +94,11 @@ export class EventFeed {
     });
     socket.on('pong', () => {
       alive = true;
-      this.failures = 0;
+      this.backoff.reset();
     });
     socket.on('message', (data, isBinary) => {
       alive = true;
-      this.failures = 0;
+      this.backoff.reset();
       if (isBinary || this.closed) return;
       const text = data.toString();
       let envelope: EventEnvelope;
@@ -136,8 +138,7 @@ export class EventFeed {
       return this.fail(new RunwayConnectionError(this.options.serverUrl, `lost the events feed: ${reason}`));
     }
     this.options.onConnection?.(reason);
-    const delay = Math.min(FIRST_RETRY_MS * 2 ** this.failures, MAX_RETRY_MS);
-    this.failures += 1;
+    const delay = this.backoff.next();
     this.retryTimer = setTimeout(() => {
       this.retryTimer = null;
       this.connect();

@@ -1,4 +1,5 @@
 import { Logger } from '@nestjs/common';
+import { Backoff } from '../../common/backoff';
 import { Clock, SystemClock } from '../../common/clock';
 import type { EventEnvelope } from '../../events/envelope';
 import { loadCheckpoint } from './checkpoints';
@@ -21,7 +22,7 @@ export interface LogFollowerOptions {
   coalesceMs?: number;
   /** How often an instance that is not the leader tries to become it. */
   leaderRetryMs: number;
-  /** Backoff after a failure: doubles from the first to the last. */
+  /** Backoff after a failure (`Backoff`: exponential with jitter), from the first up to the last. */
   retryInitialMs: number;
   retryMaxMs: number;
 }
@@ -89,6 +90,8 @@ export class LogFollower {
   private readonly poll = new Bell();
   /** Rung by stop(): ends a backoff or a wait for leadership. */
   private readonly halt = new Bell();
+  /** The delay before retrying after a failure; starts again from the shortest once a read of the log goes through. */
+  private readonly backoff: Backoff;
   private running: Promise<void> | null = null;
   private stopping = false;
   private state: FollowerStatus = {
@@ -110,6 +113,7 @@ export class LogFollower {
   ) {
     this.clock = clock ?? new SystemClock();
     this.logger = new Logger(`LogFollower ${options.name}`);
+    this.backoff = new Backoff(options.retryInitialMs, options.retryMaxMs);
   }
 
   /** Starts following in the background (contending for leadership first). */
@@ -184,6 +188,7 @@ export class LogFollower {
             this.state.lastHandledAt = this.clock.now();
           }
           this.state.failures = 0;
+          this.backoff.reset();
           if (batch.events.length < this.options.batchSize) {
             await this.poll.wait(this.options.idlePollMs);
             // Real time, not the injected clock: the waits are real timers either way.
@@ -194,7 +199,7 @@ export class LogFollower {
       } catch (error) {
         if (!active()) return;
         this.state.failures++;
-        const delay = Math.min(this.options.retryMaxMs, this.options.retryInitialMs * 2 ** (this.state.failures - 1));
+        const delay = this.backoff.next();
         this.failed(`failed (attempt ${this.state.failures}); retrying from the checkpoint in ${delay} ms`, error);
         await this.halt.wait(delay);
       }
