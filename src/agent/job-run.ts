@@ -90,12 +90,6 @@ export class JobRun {
     return this.stopReason;
   }
 
-  /** Remaining time of the job's own timeout, in ms (its whole timeout before it started). */
-  remainingMs(now = Date.now()): number {
-    const timeoutMs = this.job.timeout * 1000;
-    return this.execution === null ? timeoutMs : Math.max(0, timeoutMs - (now - this.startedAt));
-  }
-
   /** Ends the run early: the first reason given is the one reported. Resolves when every process is gone. */
   async stop(reason: StopReason): Promise<void> {
     this.stopReason ??= reason;

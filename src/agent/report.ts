@@ -1,4 +1,6 @@
-import type { RunnerMessage } from '../modules/gateway/protocol';
+import { constants } from 'node:os';
+import type { JobPayload, RunnerMessage } from '../modules/gateway/protocol';
+import type { RunEnd } from './job-run';
 
 /** The final report of a job: `completed` or `failed`, with what the job left behind. */
 export type ReportFrame = Extract<RunnerMessage, { type: 'completed' } | { type: 'failed' }>;
@@ -109,4 +111,22 @@ export function bareReport(frame: ReportFrame): ReportFrame {
   delete bare.stderr;
   delete bare.files;
   return bare;
+}
+
+/** The report for how a run ended (docs/protocol.md, "The job lifecycle"). */
+export function reportFor(job: Pick<JobPayload, 'id' | 'attempt'>, end: RunEnd): ReportFrame {
+  const ref = { job: job.id, attempt: job.attempt };
+  if (end.kind === 'not-started') return { type: 'failed', ...ref, error: end.error, exitCode: null };
+  const output = end.output ?? { stdout: '', stderr: '', files: {}, truncated: false };
+  const parts = { stdout: output.stdout, stderr: output.stderr, files: output.files, truncated: output.truncated };
+  const failed = (error: string, exitCode: number | null): ReportFrame => ({ type: 'failed', ...ref, error, exitCode, ...parts });
+  if (end.stoppedFor === 'timeout') return failed('timeout', null);
+  if (end.stoppedFor === 'drain') return failed('runner_error: the runner was stopped and the job did not finish within the drain timeout', null);
+  if (end.engineFailed) return failed('runner_error: the container engine could not run the job (exit 125)', null);
+  const { code, signal } = end.exit;
+  if (code === 0) return { type: 'completed', ...ref, exitCode: 0, ...parts };
+  if (code !== null) return failed(`exit status ${code}`, code);
+  // Killed by a signal of its own doing (a crash): the shell's convention, 128 + the signal number.
+  const number = signal === null ? undefined : constants.signals[signal];
+  return failed(`killed by signal ${signal ?? 'unknown'}`, number === undefined ? null : 128 + number);
 }
