@@ -16,7 +16,7 @@ export class TimedDb extends Db {
   private readonly stats = new Map<string, StatementStats>();
 
   constructor(inner: Db) {
-    super(inner.dataSource);
+    super(inner.pool);
   }
 
   override query<T = Record<string, unknown>>(text: string, params: readonly unknown[] = []): Promise<QueryResultRows<T>> {

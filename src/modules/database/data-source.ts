@@ -1,14 +1,35 @@
-import type { ClientBase } from 'pg';
+import { type ClientBase, Pool, type PoolClient } from 'pg';
 import { DataSource } from 'typeorm';
 import { MIGRATIONS } from '../../../migrations';
 
-/** TypeORM's data source: a connection pool and the migrations. `synchronize` is never on. */
-export function createDataSource(url: string, poolSize: number, applicationName = 'runway'): DataSource {
+/** Runway's connection pool (node-postgres): every statement, and TypeORM's migrations, go through it. */
+export function createPool(url: string, poolSize: number, applicationName = 'runway'): Pool {
+  const pool = new Pool({
+    connectionString: url,
+    application_name: applicationName,
+    max: poolSize,
+    connectionTimeoutMillis: 10_000,
+    // Every connection of the pool hears its own errors, always. The pool listens only while a
+    // connection is idle, and a connection can be handed out and hear the server end it (a
+    // restart, pg_terminate_backend) in the same read from the socket, before its new holder
+    // listens: unheard, that 'error' ends the process. The holder's next query fails instead.
+    onConnect: (client: ClientBase) => void client.on('error', () => undefined),
+  });
+  // An idle connection the server ended: the pool drops it and opens another when one is needed.
+  pool.on('error', () => undefined);
+  return pool;
+}
+
+/**
+ * TypeORM's data source, for the migrations (`synchronize` is never on), on Runway's pool.
+ * TypeORM takes the node-postgres module it uses as its `driver` option; it is given one whose
+ * `Pool` lends TypeORM connections from `pool` and leaves `pool` open when the data source is
+ * destroyed, so the process has one pool (the embedded server takes one connection at a time).
+ */
+export function createDataSource(pool: Pool): DataSource {
   return new DataSource({
     type: 'postgres',
-    url,
-    applicationName,
-    poolSize,
+    driver: { Pool: lendingPool(pool) },
     synchronize: false,
     migrationsRun: false,
     migrations: MIGRATIONS,
@@ -16,13 +37,26 @@ export function createDataSource(url: string, poolSize: number, applicationName 
     migrationsTransactionMode: 'each',
     // Failed queries surface as errors to the caller; logging them here would print parameters (token hashes).
     logging: false,
-    extra: {
-      connectionTimeoutMillis: 10_000,
-      // Every connection of the pool hears its own errors, always. The pool listens only while a
-      // connection is idle, and a connection can be handed out and hear the server end it (a
-      // restart, pg_terminate_backend) in the same read from the socket, before its new holder
-      // listens: unheard, that 'error' ends the process. The holder's next query fails instead.
-      onConnect: (client: ClientBase) => void client.on('error', () => undefined),
-    },
   });
+}
+
+type Lend = (error: Error | undefined, client: PoolClient | undefined, release: (error?: Error | boolean) => void) => void;
+
+/** The part of node-postgres's `Pool` that TypeORM uses (connect, on, end), on a pool it does not own. */
+function lendingPool(pool: Pool) {
+  return class LendingPool {
+    connect(lend: Lend): void {
+      pool.connect(lend);
+    }
+
+    /** TypeORM's listener for the pool's errors; the pool has its own (createPool). */
+    on(): this {
+      return this;
+    }
+
+    /** The data source is destroyed; the pool stays open for its owner to end. */
+    end(done?: (error?: Error) => void): void {
+      done?.();
+    }
+  };
 }

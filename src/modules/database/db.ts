@@ -1,6 +1,5 @@
 import { createHash } from 'node:crypto';
 import { DatabaseError, type Pool, type PoolClient, type QueryConfig } from 'pg';
-import type { DataSource } from 'typeorm';
 import { QueryFailedError } from 'typeorm';
 import { UnavailableError } from '../../common/errors';
 
@@ -90,17 +89,11 @@ function unavailableOr(error: unknown): unknown {
 
 /**
  * The database: one-off statements, and transactions that commit or roll back as a whole.
- * Straight on node-postgres's pool, the one TypeORM opened (TypeORM keeps the migrations): a
- * query runner per statement cost as much JavaScript as the statement's own round trip.
+ * Straight on node-postgres's pool (createPool; TypeORM keeps the migrations, on the same pool):
+ * a TypeORM query runner per statement cost as much JavaScript as the statement's own round trip.
  */
 export class Db implements Sql {
-  constructor(readonly dataSource: DataSource) {}
-
-  private get pool(): Pool {
-    const pool = (this.dataSource.driver as unknown as { master?: Pool }).master;
-    if (pool === undefined) throw new Error('the database is not open');
-    return pool;
-  }
+  constructor(readonly pool: Pool) {}
 
   /** A failure to reach the database is thrown as `UnavailableError`; others as they come. */
   async query<T = Record<string, unknown>>(text: string, params: readonly unknown[] = []): Promise<QueryResultRows<T>> {
@@ -124,7 +117,7 @@ export class Db implements Sql {
       throw unavailableOr(error);
     }
     // A connection that drops while held here (the server restarts, the backend is terminated)
-    // emits 'error' to the listener every pooled connection has (createDataSource): the query
+    // emits 'error' to the listener every pooled connection has (createPool): the query
     // in flight fails with it, and the connection is released as broken below.
     // A connection that could not even roll back (reset, timed out) is dropped, not reused.
     let broken: Error | undefined;
