@@ -43,7 +43,7 @@ async function main(): Promise<void> {
     results[bench.name] = JSON.parse(readFileSync(out, 'utf8'));
   }
   // Smoke runs only prove the benchmarks still work; they never replace the recorded results.
-  const target = join(__dirname, '..', '..', 'bench', smoke ? 'results.smoke.json' : 'results.json');
+  const target = join(__dirname, '..', 'bench', smoke ? 'results.smoke.json' : 'results.json');
   writeFileSync(target, JSON.stringify({ recordedAt: new Date().toISOString(), args, provenance, results }, null, 2) + '\n');
   console.log(`\nwrote ${target}`);
 }

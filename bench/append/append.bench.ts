@@ -3,7 +3,7 @@
  * `BEGIN; INSERT one row; COMMIT` per second from node-postgres, with 1 and 8 concurrent
  * writers, in one process on one database. See bench/README.md for how to read the ratio.
  *
- *   npx tsc -p tsconfig.build.json && node dist/bench/append/append.bench.js [--smoke] [--runs N] [--seconds S] [--json FILE]
+ *   npm run build && npm run build:bench && node dist-bench/append/append.bench.js [--smoke] [--runs N] [--seconds S] [--json FILE]
  */
 import { writeFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
@@ -13,11 +13,11 @@ import { COMMON_FLAGS, parseFlags } from '../support/args';
 import { benchPool, onServer, withDatabase } from '../support/postgres';
 import { type Provenance, collectProvenance, provenanceLine } from '../support/provenance';
 import { median, percentile, printTable } from '../support/stats';
-import { SystemClock } from '../../src/common/clock';
-import { UuidV7Generator } from '../../src/common/ids';
-import { type DomainEvent, type EventMetadata, GENESIS_HASH } from '../../src/events/envelope';
-import { Database } from '../../src/modules/database/database';
-import { EventStore } from '../../src/modules/event-store/event-store';
+import { SystemClock } from '#src/common/clock';
+import { UuidV7Generator } from '#src/common/ids';
+import { type DomainEvent, type EventMetadata, GENESIS_HASH } from '#src/events/envelope';
+import { Database } from '#src/modules/database/database';
+import { EventStore } from '#src/modules/event-store/event-store';
 
 const BENCH_DB = 'runway_bench_append';
 const WRITER_COUNTS = [1, 8] as const;

@@ -9,7 +9,7 @@
  * not against the projection. And the proof that a heartbeat writes nothing:
  * PostgreSQL's row counters of the database, before and after each window. See bench/README.md.
  *
- *   npm run build && node dist/bench/heartbeat/heartbeat.bench.js [--smoke] [--runs N] [--seconds S]
+ *   npm run build && npm run build:bench && node dist-bench/heartbeat/heartbeat.bench.js [--smoke] [--runs N] [--seconds S]
  *     [--runners N] [--rates LIST] [--cpu-prof DIR] [--json FILE]
  */
 import { mkdirSync, writeFileSync } from 'node:fs';

@@ -9,7 +9,7 @@
  * reaches the runner before the submitter reads its answer. The target (p50 < 5 ms, p99 < 20 ms,
  * from the send) is checked against the figures. See bench/README.md.
  *
- *   npm run build && node dist/bench/latency/latency.bench.js [--smoke] [--jobs N] [--runners 1,8]
+ *   npm run build && npm run build:bench && node dist-bench/latency/latency.bench.js [--smoke] [--jobs N] [--runners 1,8]
  *     [--systems LIST] [--json FILE]
  */
 import { randomBytes } from 'node:crypto';

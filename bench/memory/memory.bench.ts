@@ -4,7 +4,7 @@
  * jobs), each level measured after a settle and a forced full garbage collection; the runners in
  * a process of their own. Also the V8 heap after that collection. See bench/README.md.
  *
- *   npm run build && node dist/bench/memory/memory.bench.js [--smoke] [--runs N] [--levels LIST]
+ *   npm run build && npm run build:bench && node dist-bench/memory/memory.bench.js [--smoke] [--runs N] [--levels LIST]
  *     [--settle S] [--hello-only] [--json FILE]
  */
 import { writeFileSync } from 'node:fs';

@@ -11,23 +11,23 @@
  */
 import { createHash, randomUUID } from 'node:crypto';
 import { Client } from 'pg';
-import { ManualClock } from '../../src/common/clock';
-import { UuidV7Generator } from '../../src/common/ids';
-import type { DomainEvent, EventEnvelope, EventMetadata } from '../../src/events/envelope';
-import { PLAN_PRIORITY, type JobEvent, type JobOutputSummary, type Plan } from '../../src/events/job-events';
-import type { OrgEvent } from '../../src/events/org-events';
-import type { RunnerEvent } from '../../src/events/runner-events';
-import type { Architecture, SpecEvent } from '../../src/events/spec-events';
-import { type JobCommand, type JobState, decide, evolve } from '../../src/machines/job.machine';
-import type { Db, QueryResultRows, Sql } from '../../src/modules/database/db';
-import { EventStore } from '../../src/modules/event-store/event-store';
-import { JOB_STREAM, saveJobStates } from '../../src/modules/jobs/job.views';
-import { JobsRepository } from '../../src/modules/jobs/jobs.repository';
-import { ORG_STREAM } from '../../src/modules/orgs/org';
-import { orgViews } from '../../src/modules/orgs/org.views';
-import { RUNNER_STREAM } from '../../src/modules/runners/runner';
-import { runnerViews } from '../../src/modules/runners/runner.views';
-import { SPEC_STREAM, specViews } from '../../src/modules/specs/specs';
+import { ManualClock } from '#src/common/clock';
+import { UuidV7Generator } from '#src/common/ids';
+import type { DomainEvent, EventEnvelope, EventMetadata } from '#src/events/envelope';
+import { PLAN_PRIORITY, type JobEvent, type JobOutputSummary, type Plan } from '#src/events/job-events';
+import type { OrgEvent } from '#src/events/org-events';
+import type { RunnerEvent } from '#src/events/runner-events';
+import type { Architecture, SpecEvent } from '#src/events/spec-events';
+import { type JobCommand, type JobState, decide, evolve } from '#src/machines/job.machine';
+import type { Db, QueryResultRows, Sql } from '#src/modules/database/db';
+import { EventStore } from '#src/modules/event-store/event-store';
+import { JOB_STREAM, saveJobStates } from '#src/modules/jobs/job.views';
+import { JobsRepository } from '#src/modules/jobs/jobs.repository';
+import { ORG_STREAM } from '#src/modules/orgs/org';
+import { orgViews } from '#src/modules/orgs/org.views';
+import { RUNNER_STREAM } from '#src/modules/runners/runner';
+import { runnerViews } from '#src/modules/runners/runner.views';
+import { SPEC_STREAM, specViews } from '#src/modules/specs/specs';
 
 /** Bump when the history's shape changes: a cached database of another version is regenerated. */
 export const HISTORY_VERSION = 1;

@@ -4,22 +4,22 @@
  * log of a million events, against a plain keyset `SELECT` scan of the same rows in batches of
  * the same size, in one process on one database. See bench/README.md.
  *
- *   npm run build && node dist/bench/rebuild/rebuild.bench.js [--smoke] [--runs N] [--rebuild-runs N]
+ *   npm run build && npm run build:bench && node dist-bench/rebuild/rebuild.bench.js [--smoke] [--runs N] [--rebuild-runs N]
  *     [--events N] [--writers N] [--regenerate] [--profile] [--catch-up] [--json FILE]
  */
 import { writeFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { Logger } from '@nestjs/common';
 import { Client } from 'pg';
-import { SystemClock } from '../../src/common/clock';
-import { UuidV7Generator } from '../../src/common/ids';
-import { formatRebuildReport } from '../../src/commands/projections';
-import { Database } from '../../src/modules/database/database';
-import { EventStore, LOG_START, type LogPosition } from '../../src/modules/event-store/event-store';
-import { AdvisoryLockLeadership } from '../../src/modules/event-store/leadership';
-import { Projector } from '../../src/modules/projections/projector';
-import { ProjectionRebuilder, type RebuildReport } from '../../src/modules/projections/rebuild';
-import { ALL_PROJECTIONS, ASYNC_PROJECTIONS, checkpointName } from '../../src/modules/projections/registry';
+import { SystemClock } from '#src/common/clock';
+import { UuidV7Generator } from '#src/common/ids';
+import { formatRebuildReport } from '#src/commands/projections';
+import { Database } from '#src/modules/database/database';
+import { EventStore, LOG_START, type LogPosition } from '#src/modules/event-store/event-store';
+import { AdvisoryLockLeadership } from '#src/modules/event-store/leadership';
+import { Projector } from '#src/modules/projections/projector';
+import { ProjectionRebuilder, type RebuildReport } from '#src/modules/projections/rebuild';
+import { ALL_PROJECTIONS, ASYNC_PROJECTIONS, checkpointName } from '#src/modules/projections/registry';
 import { HISTORY_VERSION, type HistoryReport, writeHistory } from './history';
 import { TimedDb } from './sql-timer';
 import { COMMON_FLAGS, parseFlags } from '../support/args';

@@ -1,4 +1,4 @@
-import { Db, type QueryResultRows, type Sql } from '../../src/modules/database/db';
+import { Db, type QueryResultRows, type Sql } from '#src/modules/database/db';
 
 export interface StatementStats {
   /** The statement, white space folded, cut to 100 characters. */

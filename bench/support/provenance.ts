@@ -19,8 +19,8 @@ import { join } from 'node:path';
 import { connect } from '@nats-io/transport-node';
 import { onServer } from './postgres';
 
-/** The repository root (this file runs from dist/bench/support). */
-const ROOT = join(__dirname, '..', '..', '..');
+/** The repository root (this file runs from dist-bench/support). */
+const ROOT = join(__dirname, '..', '..');
 
 /**
  * Runway's defaults (src/config/config.ts) for the settings benchmarks change. A benchmark

@@ -5,8 +5,8 @@ import { join } from 'node:path';
 import { killOnExit } from './child';
 import { sleep } from './stats';
 
-/** The repository root (this file runs from dist/bench/support). */
-export const ROOT = join(__dirname, '..', '..', '..');
+/** The repository root (this file runs from dist-bench/support). */
+export const ROOT = join(__dirname, '..', '..');
 const BIN = join(ROOT, 'bin', 'runway.js');
 
 /** The operator credential every benchmark server is started with. */

@@ -9,7 +9,7 @@
  * defaults: 2 s polling) has no throughput to compare with: its ratio is shown as "capped". See
  * bench/README.md.
  *
- *   npm run build && node dist/bench/throughput/throughput.bench.js [--smoke] [--runs N] [--jobs N]
+ *   npm run build && npm run build:bench && node dist-bench/throughput/throughput.bench.js [--smoke] [--runs N] [--jobs N]
  *     [--runners 1,8,64] [--systems LIST] [--concurrency N] [--cap S] [--cpu-prof DIR] [--json FILE]
  */
 import { randomBytes } from 'node:crypto';
