@@ -6,9 +6,11 @@
  * jobs; heartbeat takes --seconds as the length of a window, memory ignores it); results are
  * written to bench/results.json, keyed by benchmark, with where, when and at which commit they were
  * taken (`provenance`, bench/support/provenance.ts; each benchmark's own is in its result too).
+ * That one file also keeps, under `earlier`, the records of other runs that the READMEs quote,
+ * each with a note saying what it is; a new run replaces the results and leaves those.
  */
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { NATS_URL, UNTHROTTLED_ENV } from './support/runway-deployment';
@@ -44,7 +46,8 @@ async function main(): Promise<void> {
   }
   // Smoke runs only prove the benchmarks still work; they never replace the recorded results.
   const target = join(__dirname, '..', 'bench', smoke ? 'results.smoke.json' : 'results.json');
-  writeFileSync(target, JSON.stringify({ recordedAt: new Date().toISOString(), args, provenance, results }, null, 2) + '\n');
+  const earlier = !smoke && existsSync(target) ? (JSON.parse(readFileSync(target, 'utf8')) as { earlier?: unknown }).earlier : undefined;
+  writeFileSync(target, JSON.stringify({ recordedAt: new Date().toISOString(), args, provenance, results, earlier }, null, 2) + '\n');
   console.log(`\nwrote ${target}`);
 }
 
