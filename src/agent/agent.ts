@@ -116,11 +116,6 @@ export class RunnerAgent {
     }
   }
 
-  /** The machine's state, for tests. */
-  get snapshot(): Readonly<AgentState> {
-    return this.state;
-  }
-
   // --- events in ---------------------------------------------------------------------------
 
   /** Steps the machine through `event`, and through the events its effects cause, one at a time. */
