@@ -5,8 +5,8 @@ type Upcaster = (data: Record<string, unknown>) => Record<string, unknown>;
 
 /**
  * Every change of an event's `data` shape: the type, the version it upgrades from, and how.
- * Stored events are never rewritten (their hashes cover them as they are); readers that fold
- * events upcast them first, so domain code only ever sees the current version.
+ * Stored events are never rewritten (their hashes cover them as they are); readers decode them
+ * (decoders.ts), which upcasts them first, so domain code only ever sees the current version.
  */
 const UPCASTERS: Readonly<Record<string, Readonly<Record<number, Upcaster>>>> = {
   JobSubmitted: {
