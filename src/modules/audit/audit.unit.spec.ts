@@ -1,4 +1,5 @@
 import fc from 'fast-check';
+import type { StoredEvent } from '../../events/decode';
 import { type EventEnvelope, GENESIS_HASH, hashEvent } from '../../events/envelope';
 import type { JobEvent, JobSubmittedData } from '../../events/job-events';
 import { type JobCommand, type JobState, decide, fold } from '../../machines/job.machine';
@@ -31,8 +32,8 @@ const job = (maxAttempts: number): Omit<JobSubmittedData, 'submittedAt'> => ({
 
 const at = (step: number) => new Date(Date.UTC(2026, 0, 1) + step * 1000).toISOString();
 
-/** Stored envelopes for `events`, hashed and linked as EventStore.append does. */
-function stored(events: readonly JobEvent[]): EventEnvelope[] {
+/** Stored envelopes for `events` (whatever their shape), hashed and linked as EventStore.append does. */
+function stored(events: readonly StoredEvent[]): EventEnvelope[] {
   let prevHash = GENESIS_HASH;
   return events.map((event, i) => {
     const unhashed = {
@@ -88,7 +89,7 @@ describe('JobReplay', () => {
   it('reads a version-1 JobSubmitted as version 2 (upcast before the replay)', () => {
     const [submitted, ...rest] = lifecycle();
     const { idempotency: _, ...v1data } = (submitted as Extract<JobEvent, { type: 'JobSubmitted' }>).data;
-    const v1 = { ...submitted, schemaVersion: 1, data: v1data } as unknown as JobEvent;
+    const v1: StoredEvent = { ...submitted, schemaVersion: 1, data: v1data };
     expect(replay(stored([v1, ...rest])).divergences).toEqual([]);
   });
 
@@ -108,15 +109,15 @@ describe('JobReplay', () => {
   });
 
   it('names a value the machine would not have recorded, a missing member, and an extra one', () => {
-    const events = lifecycle();
+    const events: StoredEvent[] = lifecycle();
     // A member the machine derives (not one the command carries), that later events do not depend on.
     const requeued = events[2] as Extract<JobEvent, { type: 'JobRequeued' }>;
     events[2] = { ...requeued, data: { ...requeued.data, previousRunnerId: OTHER_RUNNER } };
     const started = events[4] as Extract<JobEvent, { type: 'JobStarted' }>;
     const { fingerprint: _, ...withoutFingerprint } = started.data;
-    events[4] = { ...started, data: withoutFingerprint } as unknown as JobEvent;
+    events[4] = { ...started, data: withoutFingerprint };
     const acknowledged = events[6] as Extract<JobEvent, { type: 'JobCancelAcknowledged' }>;
-    events[6] = { ...acknowledged, data: { ...acknowledged.data, note: 'x' } } as unknown as JobEvent;
+    events[6] = { ...acknowledged, data: { ...acknowledged.data, note: 'x' } };
     const divergences = replay(stored(events)).divergences;
     expect(divergences).toEqual([
       expect.objectContaining({ position: 3, field: 'data.previousRunnerId', expected: RUNNER, actual: OTHER_RUNNER }),

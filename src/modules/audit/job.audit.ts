@@ -1,13 +1,12 @@
 import { InvalidTransitionError } from '../../common/errors';
+import { JOB_EVENTS } from '../../events/decoders';
 import type { EventEnvelope } from '../../events/envelope';
 import { PLAN_PRIORITY, type JobEvent, type JobSubmittedData } from '../../events/job-events';
-import { upcast } from '../../events/upcasters';
 import { type JobCommand, type JobState, decide, evolve } from '../../machines/job.machine';
 import { compareLogPositions } from '../event-store/checkpoints';
 import type { LogPosition } from '../event-store/event-store';
 import type { AuditViews, BillingViewRow, JobViewRow } from './audit-views';
 import { type Divergence, ViewComparison, normalize, sameJson } from './divergence';
-import { checkJobEventData, isJobEventType } from './job-event-schema';
 import type { ContentFindings, StreamContentAudit } from './stream-audit';
 
 /** Every member of a submission but its time: the `job` of a `submit` command. */
@@ -103,13 +102,15 @@ export class JobReplay {
   push(stored: EventEnvelope): void {
     if (this.broken) return;
     const { position } = stored;
-    if (!isJobEventType(stored.type)) {
-      this.fail({ position, field: 'type', actual: stored.type, reason: `"${stored.type}" is not a job event` });
+    // Upcast and checked against its type's shape: a member that is missing would otherwise pass
+    // unseen (the machine's event would lack it too); members that are there but should not be
+    // are caught by comparing with the machine's event.
+    const { event, problems } = JOB_EVENTS.read(stored);
+    if (!JOB_EVENTS.has(stored.type)) {
+      this.fail({ position, ...problems[0] });
       return;
     }
-    const event = upcast(stored) as unknown as JobEvent;
-    const problems = checkJobEventData(event, position);
-    if (problems.length > 0) this.divergences.push(...problems);
+    if (problems.length > 0) this.divergences.push(...problems.map((problem) => ({ position, ...problem })));
     else this.replay(event, position);
     try {
       this.state = evolve(this.state, event);
@@ -159,15 +160,15 @@ export class JobReplay {
     if (expected.schemaVersion !== event.schemaVersion) {
       this.divergences.push({ position, field: 'schemaVersion', expected: expected.schemaVersion, actual: event.schemaVersion, reason: 'not the schema version the job machine records' });
     }
-    const want = expected.data as unknown as Record<string, unknown>;
-    const have = event.data as unknown as Record<string, unknown>;
-    for (const member of [...new Set([...Object.keys(want), ...Object.keys(have)])].sort()) {
-      if (!sameJson(want[member], have[member])) {
+    const want = new Map<string, unknown>(Object.entries(expected.data));
+    const have = new Map<string, unknown>(Object.entries(event.data));
+    for (const member of [...new Set([...want.keys(), ...have.keys()])].sort()) {
+      if (!sameJson(want.get(member), have.get(member))) {
         this.divergences.push({
           position,
           field: `data.${member}`,
-          expected: normalize(want[member]),
-          actual: normalize(have[member]),
+          expected: normalize(want.get(member)),
+          actual: normalize(have.get(member)),
           reason: `the job machine would have recorded another ${member}`,
         });
       }
@@ -218,10 +219,10 @@ export function compareJobRow(job: JobState, row: JobViewRow | undefined): Diver
     .time('created_at', job.createdAt, row.created_at);
   // The folded state the jobs projection evolves the next event from: wrong here, wrong later.
   if (row.state !== null) {
-    const stored = row.state as unknown as Record<string, unknown>;
-    const folded = job as unknown as Record<string, unknown>;
-    for (const member of [...new Set([...Object.keys(folded), ...Object.keys(stored)])].sort()) {
-      check.value(`state.${member}`, folded[member], stored[member]);
+    const stored = new Map<string, unknown>(Object.entries(row.state));
+    const folded = new Map<string, unknown>(Object.entries(job));
+    for (const member of [...new Set([...folded.keys(), ...stored.keys()])].sort()) {
+      check.value(`state.${member}`, folded.get(member), stored.get(member));
     }
   }
   return check.divergences;

@@ -1,19 +1,9 @@
+import { ORG_EVENTS } from '../../events/decoders';
 import type { EventEnvelope } from '../../events/envelope';
-import type { OrgEvent } from '../../events/org-events';
-import { upcast } from '../../events/upcasters';
 import { type Org, evolveOrg } from '../orgs/org';
 import type { AuditViews } from './audit-views';
 import { type Divergence, ViewComparison } from './divergence';
 import type { ContentFindings, StreamContentAudit } from './stream-audit';
-
-// A mapped type, so that an org event added without being listed here does not compile.
-const ORG_EVENT_TYPES: { readonly [T in OrgEvent['type']]: true } = {
-  OrgCreated: true,
-  OrgUpdated: true,
-  OrgKeyCreated: true,
-  OrgKeyRevoked: true,
-  ProjectCreated: true,
-};
 
 /**
  * An organization stream: folded with `evolveOrg`, then compared with the orgs, org_keys and
@@ -32,11 +22,13 @@ export class OrgStreamAudit implements StreamContentAudit {
 
   push(stored: EventEnvelope): void {
     if (this.broken) return;
-    if (!Object.hasOwn(ORG_EVENT_TYPES, stored.type)) {
-      this.fail({ position: stored.position, field: 'type', actual: stored.type, reason: `"${stored.type}" is not an organization event` });
+    const { event, problems } = ORG_EVENTS.read(stored);
+    if (!ORG_EVENTS.has(stored.type)) {
+      this.fail({ position: stored.position, ...problems[0] });
       return;
     }
-    const event = upcast(stored) as unknown as OrgEvent;
+    // A member missing or of the wrong kind is named; the event is folded either way, as the job audit does.
+    this.divergences.push(...problems.map((problem) => ({ position: stored.position, ...problem })));
     try {
       this.state = evolveOrg(this.state, event);
     } catch (error) {

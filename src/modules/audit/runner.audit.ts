@@ -1,20 +1,9 @@
+import { RUNNER_EVENTS } from '../../events/decoders';
 import type { EventEnvelope } from '../../events/envelope';
-import type { RunnerEvent } from '../../events/runner-events';
-import { upcast } from '../../events/upcasters';
 import { type Runner, evolveRunner } from '../runners/runner';
 import type { AuditViews } from './audit-views';
 import { type Divergence, ViewComparison } from './divergence';
 import type { ContentFindings, StreamContentAudit } from './stream-audit';
-
-const RUNNER_EVENT_TYPES: { readonly [T in RunnerEvent['type']]: true } = {
-  RunnerRegistered: true,
-  RunnerTokenRotated: true,
-  RunnerUpdated: true,
-  RunnerArchived: true,
-  RunnerUnarchived: true,
-  RunnerConnected: true,
-  RunnerDisconnected: true,
-};
 
 /**
  * A runner stream: folded with `evolveRunner`, then compared with the runners and runner_specs
@@ -32,11 +21,13 @@ export class RunnerStreamAudit implements StreamContentAudit {
 
   push(stored: EventEnvelope): void {
     if (this.broken) return;
-    if (!Object.hasOwn(RUNNER_EVENT_TYPES, stored.type)) {
-      this.fail({ position: stored.position, field: 'type', actual: stored.type, reason: `"${stored.type}" is not a runner event` });
+    const { event, problems } = RUNNER_EVENTS.read(stored);
+    if (!RUNNER_EVENTS.has(stored.type)) {
+      this.fail({ position: stored.position, ...problems[0] });
       return;
     }
-    const event = upcast(stored) as unknown as RunnerEvent;
+    // A member missing or of the wrong kind is named; the event is folded either way, as the job audit does.
+    this.divergences.push(...problems.map((problem) => ({ position: stored.position, ...problem })));
     try {
       this.state = evolveRunner(this.state, event);
     } catch (error) {

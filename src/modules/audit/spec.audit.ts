@@ -1,6 +1,6 @@
+import { SPEC_EVENTS } from '../../events/decoders';
 import type { EventEnvelope } from '../../events/envelope';
 import type { SpecCreated } from '../../events/spec-events';
-import { upcast } from '../../events/upcasters';
 import type { AuditViews } from './audit-views';
 import { type Divergence, ViewComparison } from './divergence';
 import type { ContentFindings, StreamContentAudit } from './stream-audit';
@@ -13,13 +13,15 @@ export class SpecStreamAudit implements StreamContentAudit {
   constructor(private readonly specId: string) {}
 
   push(stored: EventEnvelope): void {
-    const event = upcast(stored);
-    if (event.type !== 'SpecCreated') {
-      this.divergences.push({ position: stored.position, field: 'type', actual: event.type, reason: `"${event.type}" is not a spec event` });
+    const { event, problems } = SPEC_EVENTS.read(stored);
+    if (!SPEC_EVENTS.has(stored.type)) {
+      this.divergences.push({ position: stored.position, ...problems[0] });
     } else if (this.created !== null) {
       this.divergences.push({ position: stored.position, field: 'type', actual: event.type, reason: 'a spec is created once' });
     } else {
-      this.created = { data: event.data as SpecCreated['data'], occurredAt: stored.occurredAt };
+      // A member missing or of the wrong kind is named, and the view compared with what is there.
+      this.divergences.push(...problems.map((problem) => ({ position: stored.position, ...problem })));
+      this.created = { data: event.data, occurredAt: stored.occurredAt };
       if (this.created.data.specId !== this.specId) {
         this.divergences.push({ position: stored.position, field: 'data.specId', expected: this.specId, actual: this.created.data.specId, reason: 'the spec names another stream' });
       }

@@ -13,7 +13,7 @@ export interface ContentFindings {
 
 /** The audit of one kind of stream: its fold, and how the fold must show in the views. */
 export interface StreamContentAudit {
-  /** The stream's next event, as stored (it is upcast here; hashes are checked on the stored form). */
+  /** The stream's next event, as stored (it is decoded here; hashes are checked on the stored form). */
   push(event: EventEnvelope): void;
   /** `last`: the log position of the stream's last event (for views kept by projectors). */
   finish(views: AuditViews, last: LogPosition | null): ContentFindings;

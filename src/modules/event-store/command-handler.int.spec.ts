@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { ManualClock } from '../../common/clock';
 import { ConcurrencyError, InvalidTransitionError } from '../../common/errors';
 import { UuidV7Generator } from '../../common/ids';
+import { EventUnion, integer } from '../../events/decode';
 import type { DomainEvent, EventMetadata } from '../../events/envelope';
 import { createTestDatabase, type TestDatabase } from '../../../test/support/postgres';
 import { Database } from '../database/database';
@@ -30,6 +31,11 @@ const decide = (state: Counter | null, command: CounterCommand): CounterEvent[] 
   return command.type === 'increment' ? [{ type: 'Incremented', schemaVersion: 1, data: { by: command.by } }] : [{ type: 'Closed', schemaVersion: 1, data: {} }];
 };
 const meta: EventMetadata = { correlationId: 'c', causationId: null, actor: 'system' };
+const COUNTER_EVENTS = new EventUnion<CounterEvent>('counter', {
+  Incremented: { schemaVersion: 1, data: { by: integer } },
+  Closed: { schemaVersion: 1, data: {} },
+});
+const decode = COUNTER_EVENTS.decode.bind(COUNTER_EVENTS);
 
 // One database and one store for the file; the store counts its stream reads.
 let testDb: TestDatabase;
@@ -70,6 +76,7 @@ describe('CommandHandler (PostgreSQL): what it knows of a stream is a guess the 
         {
           stream: { id, type: 'counter' },
           evolve,
+          decode,
           decide: (state: Counter | null) => decide(state, command),
           metadata: meta,
         } satisfies Command<Counter, CounterEvent>,
@@ -125,6 +132,7 @@ describe('CommandHandler (PostgreSQL): what it knows of a stream is a guess the 
     const busy = {
       stream: { id, type: 'counter' },
       evolve,
+      decode,
       decide: (state: Counter | null) => decide(state, { type: 'increment', by: 1 }),
       // Someone else appends between every read and append.
       prepare: async () => {
@@ -165,6 +173,7 @@ describe('CommandHandler: a transaction that fails after the append', () => {
     handler.execute({
       stream: { id, type: 'counter' },
       evolve,
+      decode,
       decide: (state: Counter | null) => decide(state, { type: 'increment', by }),
       project: project === undefined ? undefined : (tx) => project(tx),
       metadata: meta,

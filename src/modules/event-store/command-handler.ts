@@ -1,7 +1,8 @@
 import { Injectable } from '@nestjs/common';
 import { ConcurrencyError } from '../../common/errors';
 import { type DomainEvent, type EventEnvelope, type EventMetadata, GENESIS_HASH } from '../../events/envelope';
-import { upcast } from '../../events/upcasters';
+import type { StoredEvent } from '../../events/decode';
+import { decodeStreamEvent } from '../../events/decoders';
 import { Db, type Sql } from '../database/db';
 import { CommitSignal } from './commit-signal';
 import { EventStore } from './event-store';
@@ -10,6 +11,11 @@ export interface Command<S, E extends DomainEvent> {
   stream: { id: string; type: string };
   /** How one event changes the stream's state (the stream's own fold). */
   evolve: (state: S | null, event: E) => S;
+  /**
+   * How a stored event of the stream is read: upcast and checked (its union's decode in
+   * events/decoders). Without it, as an event of its stream type (`decodeStreamEvent`).
+   */
+  decode?: (stored: StoredEvent) => E;
   /** What the command appends, given the current state; throws a DomainError to refuse. */
   decide: (state: S | null) => readonly E[];
   /**
@@ -25,9 +31,17 @@ export interface Command<S, E extends DomainEvent> {
 
 export interface CommandResult<S, E extends DomainEvent> {
   state: S | null;
+  /** The events the command appended, as decided (none when it changed nothing). */
+  events: readonly E[];
   envelopes: EventEnvelope<E>[];
   version: number;
 }
+
+/**
+ * A stored event decoded as an event of its stream type, for a fold that names no decoder: the
+ * fold of a stream takes its stream type's union (the one cast between the two).
+ */
+const byStreamType = <E extends DomainEvent>(stored: EventEnvelope): E => decodeStreamEvent(stored) as E;
 
 /** How often a command is decided again after another writer appended first. */
 const MAX_ATTEMPTS = 8;
@@ -85,37 +99,42 @@ export class CommandHandler {
     private readonly signal: CommitSignal,
   ) {}
 
-  /** Reads and folds the stream (never from the cache). */
+  /**
+   * Reads and folds the stream (never from the cache). Without `decode`, each event is decoded as
+   * an event of its stream type (`decodeStreamEvent`), which `evolve` must take.
+   */
   async load<S, E extends DomainEvent>(
     streamId: string,
     evolve: (state: S | null, event: E) => S,
+    decode: (stored: EventEnvelope) => E = byStreamType,
   ): Promise<{ state: S | null; version: number }> {
-    const loaded = await this.read(streamId, evolve);
+    const loaded = await this.read(streamId, evolve, decode);
     return { state: loaded.state, version: loaded.version };
   }
 
   async execute<S, E extends DomainEvent>(command: Command<S, E>, options: { newStream?: boolean } = {}): Promise<CommandResult<S, E>> {
     const streamId = command.stream.id;
+    const decode = command.decode ?? byStreamType;
     for (let attempt = 1; ; attempt++) {
       // The first try may start from what this process knows. Only an append checks that guess,
       // so a guess that decides anything else (a refusal, nothing to do) is decided again on
       // the stream as read; so is every retry.
       const guess = attempt === 1 ? (options.newStream ? { state: null, version: 0, lastHash: GENESIS_HASH } : this.cache.get<S>(streamId)) : undefined;
-      let loaded = guess ?? (await this.read(streamId, command.evolve));
+      let loaded = guess ?? (await this.read(streamId, command.evolve, decode));
       let events: readonly E[];
       try {
         events = command.decide(loaded.state);
       } catch (refusal) {
         if (guess === undefined) throw refusal;
-        loaded = await this.read(streamId, command.evolve);
+        loaded = await this.read(streamId, command.evolve, decode);
         events = command.decide(loaded.state);
       }
       if (events.length === 0 && guess !== undefined) {
-        loaded = await this.read(streamId, command.evolve);
+        loaded = await this.read(streamId, command.evolve, decode);
         events = command.decide(loaded.state);
       }
       const { state, version, lastHash } = loaded;
-      if (events.length === 0) return { state, envelopes: [], version };
+      if (events.length === 0) return { state, events, envelopes: [], version };
       let next = state;
       for (const event of events) next = command.evolve(next, event);
       try {
@@ -127,7 +146,7 @@ export class CommandHandler {
         });
         this.cache.set(streamId, { state: next, version: version + events.length, lastHash: envelopes[envelopes.length - 1].hash });
         this.signal.committed();
-        return { state: next, envelopes, version: version + events.length };
+        return { state: next, events, envelopes, version: version + events.length };
       } catch (error) {
         // Whatever failed, the cached state may be why.
         this.cache.delete(streamId);
@@ -136,10 +155,14 @@ export class CommandHandler {
     }
   }
 
-  private async read<S, E extends DomainEvent>(streamId: string, evolve: (state: S | null, event: E) => S): Promise<Loaded<S>> {
+  private async read<S, E extends DomainEvent>(
+    streamId: string,
+    evolve: (state: S | null, event: E) => S,
+    decode: (stored: EventEnvelope) => E,
+  ): Promise<Loaded<S>> {
     const envelopes = await this.store.readStream(streamId);
     let state: S | null = null;
-    for (const envelope of envelopes) state = evolve(state, upcast(envelope) as unknown as E);
+    for (const envelope of envelopes) state = evolve(state, decode(envelope));
     const loaded = { state, version: envelopes.length, lastHash: envelopes[envelopes.length - 1]?.hash ?? GENESIS_HASH };
     if (envelopes.length > 0) this.cache.set(streamId, loaded);
     return loaded;

@@ -1,5 +1,6 @@
 import { Injectable, Logger } from '@nestjs/common';
 import type { EventEnvelope, EventMetadata } from '../../events/envelope';
+import { decodeJobEvent } from '../../events/decoders';
 import type { JobEvent } from '../../events/job-events';
 import { type JobCommand, type JobState, decide, evolve } from '../../machines/job.machine';
 import type { Sql } from '../database/db';
@@ -42,6 +43,7 @@ export class JobCommands {
     const result = await this.commands.execute<JobState, JobEvent>({
       stream: { id: jobId, type: JOB_STREAM },
       evolve,
+      decode: decodeJobEvent,
       decide: (state) => decide(state, command),
       prepare: hooks.prepare,
       project: async (tx, envelopes, state) => {
@@ -55,14 +57,14 @@ export class JobCommands {
       newStream: command.type === 'submit',
     });
     const state = result.state as JobState;
-    await this.afterCommit(state, result.envelopes);
+    await this.afterCommit(state, result.events);
     return { state, envelopes: result.envelopes };
   }
 
-  async afterCommit(state: JobState, envelopes: readonly EventEnvelope<JobEvent>[]): Promise<void> {
-    if (envelopes.length === 0) return;
+  async afterCommit(state: JobState, events: readonly JobEvent[]): Promise<void> {
+    if (events.length === 0) return;
     try {
-      await this.notifier.committed(state, envelopes as unknown as JobEvent[]);
+      await this.notifier.committed(state, events);
     } catch (error) {
       // The events are committed; a lost notification is recovered by the gateways' sweep and
       // by cancel redelivery on reconnect.

@@ -1,6 +1,7 @@
+import type { StoredEvent } from '../../events/decode';
+import { decodeJobEvent } from '../../events/decoders';
 import type { EventEnvelope } from '../../events/envelope';
-import { upcast } from '../../events/upcasters';
-import type { JobEvent, JobSubmitted } from '../../events/job-events';
+import type { JobEvent } from '../../events/job-events';
 import { type JobState, evolve, fold } from '../../machines/job.machine';
 import type { Sql } from '../database/db';
 import type { Projection } from '../projections/projection';
@@ -57,11 +58,12 @@ async function loadStates(tx: Sql, ids: readonly string[]): Promise<Map<string, 
       states.set(id, state);
       continue;
     }
-    const events = await tx.query<JobEvent>(
-      `SELECT type, schema_version AS "schemaVersion", data FROM public.events WHERE stream_id = $1 ORDER BY stream_position`,
+    const events = await tx.query<StoredEvent>(
+      `SELECT type, schema_version AS "schemaVersion", data, stream_id AS "streamId", stream_position AS position
+       FROM public.events WHERE stream_id = $1 ORDER BY stream_position`,
       [id],
     );
-    const folded = fold(events.rows.map(upcast));
+    const folded = fold(events.rows.map((stored) => decodeJobEvent(stored)));
     if (folded !== null) states.set(id, folded);
   }
   return states;
@@ -84,13 +86,16 @@ export function foldIdempotencyKeys(events: readonly EventEnvelope[]): Idempoten
   const keys = new Map<string, IdempotencyKeyRow>();
   for (const envelope of events) {
     if (envelope.streamType !== JOB_STREAM || envelope.type !== 'JobSubmitted') continue;
-    const { data } = envelope as unknown as EventEnvelope<JobSubmitted>;
-    if (data.idempotency === null) continue;
+    const event = decodeJobEvent(envelope);
+    if (event.type !== 'JobSubmitted') continue;
+    const { data } = event;
+    const { idempotency } = data;
+    if (idempotency === null) continue;
     // A uuid and the key: uuids (compared as PostgreSQL does, whatever their case) have no '/'.
-    keys.set(`${data.orgId.toLowerCase()}/${data.idempotency.key}`, {
+    keys.set(`${data.orgId.toLowerCase()}/${idempotency.key}`, {
       org_id: data.orgId,
-      key: data.idempotency.key,
-      request_hash: data.idempotency.requestHash,
+      key: idempotency.key,
+      request_hash: idempotency.requestHash,
       job_id: data.jobId,
       created_at: data.submittedAt,
     });
@@ -124,7 +129,7 @@ export const jobViews: Projection = {
     const ids = [...new Set(jobEvents.map((e) => e.streamId))];
     const states = await loadStates(tx, ids);
     for (const envelope of jobEvents) {
-      states.set(envelope.streamId, evolve(states.get(envelope.streamId) ?? null, envelope as unknown as JobEvent));
+      states.set(envelope.streamId, evolve(states.get(envelope.streamId) ?? null, decodeJobEvent(envelope)));
     }
     await saveIdempotencyKeys(tx, foldIdempotencyKeys(jobEvents));
     await saveJobStates(tx, ids.map((id) => states.get(id) as JobState));
@@ -169,7 +174,7 @@ export function foldBilling(events: readonly EventEnvelope[]): BillingWrites {
   const starts = new Map<string, BillingWrites['starts'][number]>();
   for (const envelope of events) {
     if (envelope.streamType !== JOB_STREAM) continue;
-    const billing = billingEvent(envelope as unknown as JobEvent);
+    const billing = billingEvent(decodeJobEvent(envelope));
     if (billing === null) continue;
     const jobId = envelope.streamId;
     const key = jobId.toLowerCase(); // as PostgreSQL compares uuids

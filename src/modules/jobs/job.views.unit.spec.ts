@@ -88,11 +88,29 @@ describe('foldBilling', () => {
 });
 
 describe('foldIdempotencyKeys', () => {
-  const submitted = (jobId: string, orgId: string, key: string | null, at: string) =>
-    job(jobId, {
+  const submission: Omit<JobSubmittedData, 'jobId' | 'orgId' | 'idempotency' | 'submittedAt'> = {
+    projectId: '00000000-0000-7000-8000-0000000000d1',
+    spec: 'x86',
+    specId: '00000000-0000-7000-8000-0000000000e1',
+    plan: 'team',
+    priority: 200,
+    image: null,
+    cmd: ['true'],
+    entrypoint: null,
+    env: {},
+    timeout: 60,
+    filePaths: [],
+    maxAttempts: 1,
+    sourceIp: null,
+  };
+  // Version 2 (a version-1 submission is read with no key).
+  const submitted = (jobId: string, orgId: string, key: string | null, at: string): EventEnvelope => ({
+    ...job(jobId, {
       type: 'JobSubmitted',
-      data: { jobId, orgId, idempotency: key === null ? null : { key, requestHash: `hash-${jobId.slice(-2)}` }, submittedAt: at } as JobSubmittedData,
-    });
+      data: { ...submission, jobId, orgId, idempotency: key === null ? null : { key, requestHash: `hash-${jobId.slice(-2)}` }, submittedAt: at },
+    }),
+    schemaVersion: 2,
+  });
 
   it('keeps the last submission of each (organization, key), in log order', () => {
     const events = [

@@ -1,6 +1,6 @@
+import { decodeOrgEvent } from '../../events/decoders';
 import type { EventEnvelope } from '../../events/envelope';
 import type { Plan } from '../../events/job-events';
-import type { OrgEvent } from '../../events/org-events';
 import type { Sql } from '../database/db';
 import type { Projection } from '../projections/projection';
 import { ORG_STREAM } from './org';
@@ -73,7 +73,7 @@ export function foldOrgs(events: readonly EventEnvelope[]): OrgWrites {
   const revocations = new Map<string, { id: string; revoked_at: string }>();
   for (const envelope of events) {
     if (envelope.streamType !== ORG_STREAM) continue;
-    const event = envelope as unknown as OrgEvent;
+    const event = decodeOrgEvent(envelope);
     const orgId = envelope.streamId;
     const at = envelope.occurredAt;
     switch (event.type) {

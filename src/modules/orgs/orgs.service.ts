@@ -1,6 +1,7 @@
 import { Injectable } from '@nestjs/common';
 import { ConflictError, NotFoundError, ValidationError } from '../../common/errors';
 import { IdGenerator } from '../../common/ids';
+import { decodeOrgEvent } from '../../events/decoders';
 import type { OrgEvent } from '../../events/org-events';
 import { canReadOrg } from '../auth/principal';
 import { generateToken, hashToken } from '../auth/tokens';
@@ -99,6 +100,7 @@ export class OrgsService {
       await this.commands.execute<Org, OrgEvent>({
         stream: { id: orgId, type: ORG_STREAM },
         evolve: evolveOrg,
+        decode: decodeOrgEvent,
         decide,
         project: (tx, envelopes) => orgViews.apply(tx, envelopes),
         metadata: ctx.metadata,

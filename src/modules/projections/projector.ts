@@ -1,6 +1,5 @@
 import type { Clock } from '../../common/clock';
 import type { EventEnvelope } from '../../events/envelope';
-import { upcast } from '../../events/upcasters';
 import { compareLogPositions, saveCheckpoint } from '../event-store/checkpoints';
 import type { EventStore, LogPosition } from '../event-store/event-store';
 import type { LeaderSession, Leadership } from '../event-store/leadership';
@@ -76,7 +75,7 @@ export class Projector {
       if (current !== null && (this.expected === null || compareLogPositions(current, this.expected) !== 0)) {
         throw new CheckpointMoved(`the checkpoint of ${name} moved; resuming from it`);
       }
-      await this.projection.apply(tx, batch.events.map(upcast));
+      await this.projection.apply(tx, batch.events);
       await saveCheckpoint(tx, name, batch.last, this.clock.now());
     });
     this.expected = batch.last;

@@ -1,5 +1,4 @@
 import type { Clock } from '../../common/clock';
-import { upcast } from '../../events/upcasters';
 import type { Db, Sql } from '../database/db';
 import { saveCheckpoint } from '../event-store/checkpoints';
 import { type EventStore, LOG_START, type LogPosition } from '../event-store/event-store';
@@ -112,8 +111,7 @@ export class ProjectionRebuilder {
 
   private async applyToRebuild(tx: Sql, events: Parameters<Projection['apply']>[1]): Promise<void> {
     await tx.query(`SET LOCAL search_path TO ${SCHEMA}, public`);
-    const current = events.map(upcast);
-    for (const projection of this.projections) await projection.apply(tx, current);
+    for (const projection of this.projections) await projection.apply(tx, events);
     await tx.query(`SET LOCAL search_path TO public`);
   }
 

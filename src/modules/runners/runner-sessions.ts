@@ -1,5 +1,6 @@
 import { Injectable } from '@nestjs/common';
 import type { EventMetadata } from '../../events/envelope';
+import { decodeRunnerEvent } from '../../events/decoders';
 import type { RunnerConnected, RunnerEvent } from '../../events/runner-events';
 import { CommandHandler } from '../event-store/command-handler';
 import { RUNNER_STREAM, type Runner, decideConnect, decideDisconnect, evolveRunner } from './runner';
@@ -23,6 +24,7 @@ export class RunnerSessions {
     await this.commands.execute<Runner, RunnerEvent>({
       stream: { id: runnerId, type: RUNNER_STREAM },
       evolve: evolveRunner,
+      decode: decodeRunnerEvent,
       decide,
       project: (tx, envelopes) => runnerViews.apply(tx, envelopes),
       metadata,

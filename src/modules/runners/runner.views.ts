@@ -1,6 +1,6 @@
+import { decodeJobEvent, decodeRunnerEvent } from '../../events/decoders';
 import type { EventEnvelope } from '../../events/envelope';
 import type { JobEvent } from '../../events/job-events';
-import type { RunnerEvent } from '../../events/runner-events';
 import type { Sql } from '../database/db';
 import type { Projection } from '../projections/projection';
 import { RUNNER_STREAM } from './runner';
@@ -55,7 +55,7 @@ export function foldRunners(events: readonly EventEnvelope[]): RunnerWrites {
   const specs = new Map<string, { runnerId: string; specIds: string[] }>();
   for (const envelope of events) {
     if (envelope.streamType !== RUNNER_STREAM) continue;
-    const event = envelope as unknown as RunnerEvent;
+    const event = decodeRunnerEvent(envelope);
     const id = envelope.streamId;
     const key = uuidKey(id);
     const at = envelope.occurredAt;
@@ -164,7 +164,7 @@ export function runnersIn(events: readonly EventEnvelope[]): string[] {
   for (const envelope of events) {
     const runner =
       envelope.streamType === RUNNER_STREAM ? envelope.streamId
-      : envelope.streamType === 'job' ? runnerSeenIn(envelope as unknown as JobEvent)
+      : envelope.streamType === 'job' ? runnerSeenIn(decodeJobEvent(envelope))
       : null;
     if (runner !== null && !ids.has(uuidKey(runner))) ids.set(uuidKey(runner), runner);
   }
@@ -190,7 +190,7 @@ export function foldRunnerStatus(current: readonly RunnerStatusRow[], events: re
   for (const envelope of events) {
     const at = envelope.occurredAt;
     if (envelope.streamType === RUNNER_STREAM) {
-      const event = envelope as unknown as RunnerEvent;
+      const event = decodeRunnerEvent(envelope);
       const key = uuidKey(envelope.streamId);
       const row = rows.get(key);
       if (event.type === 'RunnerRegistered') {
@@ -208,7 +208,7 @@ export function foldRunnerStatus(current: readonly RunnerStatusRow[], events: re
       }
       changed.add(key);
     } else if (envelope.streamType === 'job') {
-      const runner = runnerSeenIn(envelope as unknown as JobEvent);
+      const runner = runnerSeenIn(decodeJobEvent(envelope));
       const row = runner === null ? undefined : rows.get(uuidKey(runner));
       if (row === undefined) continue;
       row.last_seen_at = at;

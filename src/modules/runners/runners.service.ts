@@ -1,6 +1,7 @@
 import { Injectable } from '@nestjs/common';
 import { ConflictError, NotFoundError, ValidationError } from '../../common/errors';
 import { IdGenerator } from '../../common/ids';
+import { decodeRunnerEvent } from '../../events/decoders';
 import type { RunnerEvent } from '../../events/runner-events';
 import { generateToken, hashToken } from '../auth/tokens';
 import { UNIQUE_VIOLATION, sqlState } from '../database/db';
@@ -84,6 +85,7 @@ export class RunnersService {
       await this.commands.execute<Runner, RunnerEvent>({
         stream: { id: runnerId, type: RUNNER_STREAM },
         evolve: evolveRunner,
+        decode: decodeRunnerEvent,
         decide,
         project: (tx, envelopes) => runnerViews.apply(tx, envelopes),
         metadata: ctx.metadata,

@@ -3,6 +3,7 @@ import { ApiProperty } from '@nestjs/swagger';
 import { IsBoolean, IsIn, IsInt, IsString, Length, Matches, Max, Min } from 'class-validator';
 import { ConflictError, invalidField } from '../../common/errors';
 import { IdGenerator, UUID_PATTERN } from '../../common/ids';
+import { decodeSpecEvent } from '../../events/decoders';
 import type { EventEnvelope } from '../../events/envelope';
 import { ARCHITECTURES, type Architecture, type SpecCreated, type SpecEvent } from '../../events/spec-events';
 import { Db, type Sql, UNIQUE_VIOLATION, sqlState } from '../database/db';
@@ -114,6 +115,7 @@ export class SpecsService {
       await this.commands.execute<SpecCreated['data'], SpecEvent>({
         stream: { id: specId, type: SPEC_STREAM },
         evolve: evolveSpec,
+        decode: decodeSpecEvent,
         decide: (state) => decideCreateSpec(state, { specId, slug, name, architecture, cpu, memory, disk, network }),
         project: (tx, envelopes) => specViews.apply(tx, envelopes),
         metadata: ctx.metadata,
@@ -154,7 +156,7 @@ export const specViews: Projection = {
   async apply(tx: Sql, events: readonly EventEnvelope[]): Promise<void> {
     const rows = events
       .filter((envelope) => envelope.streamType === SPEC_STREAM)
-      .map((envelope) => ({ ...(envelope as unknown as EventEnvelope<SpecEvent>).data, createdAt: envelope.occurredAt }));
+      .map((envelope) => ({ ...decodeSpecEvent(envelope).data, createdAt: envelope.occurredAt }));
     if (rows.length === 0) return;
     await tx.query(
       `INSERT INTO specs (id, slug, name, architecture, cpu, memory, disk, network, created_at)
