@@ -14,6 +14,7 @@ import { EventStore, LOG_START, type LogPosition } from '../event-store/event-st
 import { Bell } from '../event-store/log-follower';
 import { UpgradeRouter, refuseUpgrade, refuseUpgradeFor } from '../http/upgrade-router';
 import { OrgsRepository } from '../orgs/orgs.repository';
+import { type JobOwner, JobOwners } from '../relay/job-owners';
 
 export const EVENTS_PATH = '/v1/events';
 
@@ -58,7 +59,7 @@ export class EventsFeed implements OnApplicationBootstrap, BeforeApplicationShut
   private stopping = false;
   private unlisten: (() => void) | null = null;
   /** Organization and project of each job, which never change. */
-  private readonly owners = new Map<string, { orgId: string; projectId: string }>();
+  private readonly owners = new JobOwners(100_000);
 
   constructor(
     private readonly upgrades: UpgradeRouter,
@@ -251,18 +252,8 @@ export class EventsFeed implements OnApplicationBootstrap, BeforeApplicationShut
     return (filter.orgId === null || owner.orgId === filter.orgId) && (filter.projectId === null || owner.projectId === filter.projectId);
   }
 
-  private async ownerOf(jobId: string): Promise<{ orgId: string; projectId: string } | null> {
-    const cached = this.owners.get(jobId);
-    if (cached !== undefined) return cached;
-    const { rows } = await this.db.query<{ org_id: string; project_id: string }>(
-      `SELECT data->>'orgId' AS org_id, data->>'projectId' AS project_id FROM events WHERE stream_id = $1 AND stream_position = 1`,
-      [jobId],
-    );
-    if (rows[0] === undefined) return null;
-    const owner = { orgId: rows[0].org_id, projectId: rows[0].project_id };
-    if (this.owners.size > 100_000) this.owners.clear();
-    this.owners.set(jobId, owner);
-    return owner;
+  private ownerOf(jobId: string): Promise<JobOwner | null> {
+    return this.owners.find(jobId, this.db);
   }
 }
 

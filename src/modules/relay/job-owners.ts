@@ -1,5 +1,4 @@
 import type { EventEnvelope } from '../../events/envelope';
-import type { JobSubmittedData } from '../../events/job-events';
 import type { Sql } from '../database/db';
 
 /** The organization and project a job belongs to: the two subject tokens before the job's id. */
@@ -18,29 +17,37 @@ export class UnknownJobOwnerError extends Error {
 }
 
 /**
- * Org and project of each job, from its JobSubmitted event. A job's events come close together
- * in the log, so a small least-recently-used cache answers nearly every lookup; a miss reads the
- * job's first event.
+ * Org and project of each job, from its JobSubmitted event (they never change): the one lookup
+ * of the relay (the subject of each job event) and the events feed (whose events a client may
+ * see). A job's events come close together in the log, so a least-recently-used cache answers
+ * nearly every lookup; a miss reads the job's first event.
  */
 export class JobOwners {
   private readonly cache = new Map<string, JobOwner>();
 
   constructor(private readonly capacity = 10_000) {}
 
+  /** The owner of the job a job event belongs to, or UnknownJobOwnerError. */
   async of(event: EventEnvelope, sql: Sql): Promise<JobOwner> {
     if (event.type === 'JobSubmitted') {
       const owner = ownerOf(event.data);
       if (owner !== null) return this.remember(event.streamId, owner);
     }
-    const cached = this.cache.get(event.streamId);
-    if (cached !== undefined) return this.remember(event.streamId, cached);
+    const owner = await this.find(event.streamId, sql);
+    if (owner === null) throw new UnknownJobOwnerError(event.streamId);
+    return owner;
+  }
+
+  /** The job's owner, or null when no job stream starts with a JobSubmitted naming them (nothing is kept then). */
+  async find(jobId: string, sql: Sql): Promise<JobOwner | null> {
+    const cached = this.cache.get(jobId);
+    if (cached !== undefined) return this.remember(jobId, cached);
     const result = await sql.query<{ data: unknown }>(
       `SELECT data FROM events WHERE stream_id = $1 AND stream_position = 1 AND type = 'JobSubmitted'`,
-      [event.streamId],
+      [jobId],
     );
     const owner = result.rows[0] ? ownerOf(result.rows[0].data) : null;
-    if (owner === null) throw new UnknownJobOwnerError(event.streamId);
-    return this.remember(event.streamId, owner);
+    return owner === null ? null : this.remember(jobId, owner);
   }
 
   get size(): number {
@@ -56,7 +63,9 @@ export class JobOwners {
   }
 }
 
+/** The two members of a JobSubmitted's data (of any schema version) the owner needs, if they are strings. */
 function ownerOf(data: unknown): JobOwner | null {
-  const { orgId, projectId } = (data ?? {}) as Partial<JobSubmittedData>;
+  if (typeof data !== 'object' || data === null || !('orgId' in data) || !('projectId' in data)) return null;
+  const { orgId, projectId } = data;
   return typeof orgId === 'string' && typeof projectId === 'string' ? { orgId, projectId } : null;
 }

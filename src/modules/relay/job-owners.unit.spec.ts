@@ -52,6 +52,20 @@ describe('JobOwners', () => {
     expect(sql.queries).toBe(4);
   });
 
+  it('finds a job by id for the events feed: null for no such job, which is not remembered', async () => {
+    const first: Record<string, unknown> = {};
+    const sql = new FirstEvents(first);
+    const owners = new JobOwners();
+    expect(await owners.find('j1', sql)).toBeNull();
+    expect(await owners.find('bad', new FirstEvents({ bad: { orgId: 'o', projectId: null } }))).toBeNull();
+    first.j1 = owner(1); // the job is submitted after all
+    expect(await owners.find('j1', sql)).toEqual(owner(1));
+    expect(await owners.find('j1', sql)).toEqual(owner(1));
+    expect(sql.queries).toBe(2);
+    expect(await owners.of(event('j1', 'JobStarted'), sql)).toEqual(owner(1));
+    expect(sql.queries).toBe(2);
+  });
+
   it('refuses a job without a JobSubmitted that names org and project', async () => {
     const owners = new JobOwners();
     await expect(owners.of(event('missing', 'JobClaimed'), new FirstEvents({}))).rejects.toBeInstanceOf(UnknownJobOwnerError);
