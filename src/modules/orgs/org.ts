@@ -108,5 +108,6 @@ export function decideCreateProject(state: Org | null, project: { projectId: str
   if (org.projectSlugs.includes(project.slug)) {
     throw new ConflictError(`a project with slug "${project.slug}" already exists in this organization`);
   }
-  return [{ type: 'ProjectCreated', schemaVersion: 1, data: project }];
+  const { projectId, slug, name } = project;
+  return [{ type: 'ProjectCreated', schemaVersion: 1, data: { projectId, slug, name } }];
 }

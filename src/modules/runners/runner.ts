@@ -103,7 +103,8 @@ function sameSet(a: readonly string[], b: readonly string[]): boolean {
 export function decideConnect(state: Runner | null, data: Extract<RunnerEvent, { type: 'RunnerConnected' }>['data']): RunnerEvent[] {
   const runner = requireRunner(state);
   if (runner.archived) throw new ConflictError('an archived runner cannot connect');
-  return [{ type: 'RunnerConnected', schemaVersion: 1, data }];
+  const { connectionId, gateway, agentVersion, capacity, fingerprint } = data;
+  return [{ type: 'RunnerConnected', schemaVersion: 1, data: { connectionId, gateway, agentVersion, capacity, fingerprint } }];
 }
 
 /** Ends the connection if it is still the runner's current one; an older one ends silently. */
