@@ -5,7 +5,11 @@ import type { JobEvent, JobSubmittedData } from '../../events/job-events';
 import { type JobCommand, type JobState, decide, fold } from '../../machines/job.machine';
 import { verifyChain } from '../event-store/event-store';
 import { ChainVerifier } from './chain';
+import type { AuditViews } from './audit-views';
 import { JobReplay } from './job.audit';
+import { OrgStreamAudit } from './org.audit';
+import { RunnerStreamAudit } from './runner.audit';
+import { SpecStreamAudit } from './spec.audit';
 
 const JOB_ID = '01940000-0000-7000-8000-000000000001';
 const RUNNER = '01940000-0000-7000-8000-0000000000aa';
@@ -224,5 +228,57 @@ describe('ChainVerifier', () => {
     events.slice(0, 5).forEach((e) => chain.push(e));
     chain.end('job', { streamType: 'job', version: 7, lastHash: events[6].hash });
     expect(chain.breaks).toEqual([expect.objectContaining({ field: 'streams.version', expected: 5, actual: 7 })]);
+  });
+});
+
+describe('organization, runner and spec audits read with their union', () => {
+  const noViews: AuditViews = {
+    heads: new Map(),
+    jobs: new Map(),
+    billing: new Map(),
+    billingCheckpoint: null,
+    orgs: new Map(),
+    orgKeys: new Map(),
+    projects: new Map(),
+    runners: new Map(),
+    specs: new Map(),
+  };
+  const ORG = '01940000-0000-7000-8000-0000000000c1';
+
+  it('names a member missing or of the wrong kind, and reads on', () => {
+    const org = new OrgStreamAudit(ORG);
+    stored([
+      { type: 'OrgCreated', schemaVersion: 1, data: { orgId: ORG, name: 'Acme', plan: 'team', maxConcurrency: null } },
+      { type: 'OrgUpdated', schemaVersion: 1, data: { plan: 'gold' } },
+      { type: 'ProjectCreated', schemaVersion: 1, data: { projectId: 'p', slug: 'web', name: 'Web' } },
+    ]).forEach((event) => org.push(event));
+    const { divergences } = org.finish(noViews);
+    expect(divergences.filter((d) => d.field?.startsWith('data.'))).toEqual([
+      { position: 1, field: 'data.slug', reason: 'OrgCreated has no slug' },
+      { position: 2, field: 'data.plan', actual: 'gold', reason: 'OrgUpdated has an invalid plan' },
+    ]);
+    expect(divergences).toContainEqual(expect.objectContaining({ reason: 'project p has no row in the projects view' }));
+
+    const runner = new RunnerStreamAudit(RUNNER);
+    stored([
+      { type: 'RunnerRegistered', schemaVersion: 1, data: { runnerId: RUNNER, slug: 'r1', name: 'R1', specIds: ['s'], tokenHash: 'h' } },
+      { type: 'RunnerDisconnected', schemaVersion: 1, data: { connectionId: 'c1', reason: 'bored' } },
+    ]).forEach((event) => runner.push(event));
+    expect(runner.finish(noViews).divergences).toContainEqual({ position: 2, field: 'data.reason', actual: 'bored', reason: 'RunnerDisconnected has an invalid reason' });
+  });
+
+  it('stops at an event of another union', () => {
+    const runner = new RunnerStreamAudit(RUNNER);
+    stored([{ type: 'OrgKeyRevoked', schemaVersion: 1, data: { keyId: 'k' } }]).forEach((event) => runner.push(event));
+    expect(runner.finish(noViews).divergences).toEqual([{ position: 1, field: 'type', actual: 'OrgKeyRevoked', reason: '"OrgKeyRevoked" is not a runner event' }]);
+  });
+
+  it('reads no spec from a SpecCreated without data', () => {
+    const spec = new SpecStreamAudit('s');
+    stored([{ type: 'SpecCreated', schemaVersion: 1, data: null }]).forEach((event) => spec.push(event));
+    expect(spec.finish(noViews).divergences).toEqual([
+      { position: 1, field: 'data', actual: null, reason: 'SpecCreated data is not an object' },
+      { reason: 'the spec stream has no SpecCreated' },
+    ]);
   });
 });

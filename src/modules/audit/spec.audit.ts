@@ -14,7 +14,8 @@ export class SpecStreamAudit implements StreamContentAudit {
 
   push(stored: EventEnvelope): void {
     const { event, problems } = SPEC_EVENTS.read(stored);
-    if (!SPEC_EVENTS.has(stored.type)) {
+    if (!SPEC_EVENTS.has(stored.type) || problems.some((problem) => problem.field === 'data')) {
+      // Not a spec event, or no data to read a spec from.
       this.divergences.push({ position: stored.position, ...problems[0] });
     } else if (this.created !== null) {
       this.divergences.push({ position: stored.position, field: 'type', actual: event.type, reason: 'a spec is created once' });
