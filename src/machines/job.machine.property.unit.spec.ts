@@ -3,14 +3,20 @@ import { transition } from 'xstate';
 import { InvalidTransitionError } from '../common/errors';
 import type { JobEvent, JobOutputSummary, JobSubmittedData } from '../events/job-events';
 import {
+  TIMEOUT_TYPES,
+  acceptsCancelAck,
   acceptsHeartbeat,
+  acceptsTimeout,
   decide,
   fold,
+  isFinal,
   jobMachine,
   snapshotOf,
+  statusesTaking,
   type JobCommand,
   type JobCommandType,
   type JobState,
+  type TimeoutType,
 } from './job.machine';
 
 const RUNNERS = [
@@ -117,12 +123,16 @@ const anyDrafts = fc.array(draft, { maxLength: 40 });
 
 const TERMINAL = new Set(['completed', 'failed', 'canceled']);
 
+const isTimeout = (type: JobCommandType): type is TimeoutType => (TIMEOUT_TYPES as readonly string[]).includes(type);
+
 describe('job machine, property: decide + fold agree with the live machine', () => {
   it('holds for random command sequences', () => {
     // What the generated sequences reached, to show they explore more than refusals.
     const reached = new Set<string>();
     let refusals = 0;
     let heartbeatChecks = 0;
+    let cancelAckChecks = 0;
+    let timeoutChecks = 0;
     fc.assert(
       fc.property(anyMaxAttempts, anyDrafts, (maxAttempts, drafts) => {
         const submit: JobCommand = { type: 'submit', at: timeAt(0), job: job(maxAttempts) };
@@ -138,6 +148,19 @@ describe('job machine, property: decide + fold agree with the live machine', () 
             expect(acceptsHeartbeat(before, command.runnerId, command.attempt)).toBe(live.can(command));
             heartbeatChecks++;
           }
+          if (command.type === 'acknowledgeCancel') {
+            // The gateway's question (does this runner owe the acknowledgement?) answers as the machine does.
+            expect(acceptsCancelAck(before, command.runnerId, command.attempt)).toBe(live.can(command));
+            cancelAckChecks++;
+          }
+          if (isTimeout(command.type) && 'attempt' in command) {
+            // Liveness arms the timeouts the machine takes in the job's status, of its attempt.
+            expect(acceptsTimeout(before, command.type, command.attempt)).toBe(live.can(command));
+            timeoutChecks++;
+          }
+          // The statuses the SQL selects by are those in which the machine takes the command at all.
+          if (live.can(command)) expect(statusesTaking(command.type)).toContain(before.status);
+          if (isFinal(before.status)) expect(live.can(command)).toBe(false);
           let events: JobEvent[];
           try {
             events = decide(before, command);
@@ -161,6 +184,8 @@ describe('job machine, property: decide + fold agree with the live machine', () 
           for (const e of events) reached.add(e.type);
           expect(after).toEqual(live.context.job);
           expect(after.status).toBe(live.value);
+          // Final is the machine's own: its snapshot is done, and it takes nothing more.
+          expect(isFinal(after.status)).toBe(live.status === 'done');
           expect(after.version).toBe(appended.length);
           expect(after.attempt).toBeLessThanOrEqual(maxAttempts);
           if (after.status === 'running') expect(after.runnerId).not.toBeNull();
@@ -189,6 +214,8 @@ describe('job machine, property: decide + fold agree with the live machine', () 
     );
     expect(refusals).toBeGreaterThan(0);
     expect(heartbeatChecks).toBeGreaterThan(100);
+    expect(cancelAckChecks).toBeGreaterThan(100);
+    expect(timeoutChecks).toBeGreaterThan(100);
     expect([...reached].sort()).toEqual(
       [
         ...['pending', 'claimed', 'running', 'completed', 'failed', 'canceled'],
@@ -196,5 +223,13 @@ describe('job machine, property: decide + fold agree with the live machine', () 
         ...['JobCancelAcknowledged', 'JobRequeued'],
       ].sort(),
     );
+  });
+
+  it('names the statuses each command applies to as the SQL and its partial indexes do', () => {
+    // migrations: jobs_in_flight_org_idx, jobs_runner_in_flight_idx (status IN ('claimed', 'running'))
+    expect(statusesTaking('heartbeat')).toEqual(['claimed', 'running']);
+    expect(statusesTaking(...TIMEOUT_TYPES)).toEqual(['claimed', 'running']);
+    expect(statusesTaking('acknowledgeCancel')).toEqual(['canceled']);
+    expect(['pending', 'claimed', 'running', 'completed', 'failed', 'canceled'].filter((s) => isFinal(s as JobState['status']))).toEqual(['completed', 'failed']);
   });
 });

@@ -420,6 +420,63 @@ export function acceptsHeartbeat(state: JobState | null, runnerId: string, attem
   return state !== null && (state.status === 'claimed' || state.status === 'running') && state.runnerId === runnerId && state.attempt === attempt;
 }
 
+// ---------------------------------------------------------------------------------------------
+// What other modules ask of the machine instead of restating its rules. Each is read from the
+// machine's definition or held to `decide` by the property test.
+
+/** The commands each status takes at all (its guards aside), read from the machine's own states. */
+const TAKES: ReadonlyMap<string, ReadonlySet<string>> = new Map(
+  Object.values(jobMachine.states).map((node) => [node.key, new Set<string>(node.ownEvents)]),
+);
+
+/** The statuses of the machine's final states: they take no command. */
+const FINAL: ReadonlySet<string> = new Set(Object.values(jobMachine.states).flatMap((node) => (node.type === 'final' ? [node.key] : [])));
+
+/**
+ * The statuses in which the machine takes any of `types` at all (its guards aside), in the
+ * machine's order. For SQL that selects the jobs such a command may apply to, so the query
+ * follows the machine: the statuses a runner holds a job in are `statusesTaking('heartbeat')`.
+ */
+export function statusesTaking(...types: JobCommandType[]): JobStatus[] {
+  return [...TAKES].flatMap(([status, takes]) => (status !== 'new' && types.some((type) => takes.has(type)) ? [status as JobStatus] : []));
+}
+
+/**
+ * Whether the machine takes `runnerId`'s acknowledgement of the cancel of `attempt`: the job was
+ * canceled while that runner held that attempt, and the runner has not acknowledged it yet.
+ * Asked with the job's own attempt, it says whether the runner still owes the acknowledgement.
+ */
+export function acceptsCancelAck(state: JobState | null, runnerId: string, attempt: number): boolean {
+  return (
+    state !== null &&
+    TAKES.get(state.status)?.has('acknowledgeCancel') === true &&
+    state.runnerId === runnerId &&
+    state.attempt === attempt &&
+    !state.cancelAcknowledged
+  );
+}
+
+/** The commands that end an attempt its runner went silent on or overran. */
+export type TimeoutType = Extract<JobCommandType, 'claimTimeout' | 'heartbeatTimeout' | 'jobTimeout'>;
+export const TIMEOUT_TYPES: readonly TimeoutType[] = ['claimTimeout', 'heartbeatTimeout', 'jobTimeout'];
+
+/**
+ * Whether the machine takes the timeout `type` of `attempt` for a job in `job.status` at
+ * `job.attempt`: which timeouts apply is the status's, and only to the current attempt.
+ */
+export function acceptsTimeout(job: Pick<JobState, 'status' | 'attempt'>, type: TimeoutType, attempt: number): boolean {
+  return TAKES.get(job.status)?.has(type) === true && job.attempt === attempt;
+}
+
+/**
+ * Whether `status` is final: the job completed or failed and takes no further command, its last
+ * attempt's report (if it sent one) its result. A canceled job is not final: it still takes its
+ * runner's acknowledgement.
+ */
+export function isFinal(status: JobStatus): boolean {
+  return FINAL.has(status);
+}
+
 function refusal(state: JobState | null, command: JobCommand): InvalidTransitionError {
   const status = state?.status ?? 'new';
   let message = `cannot ${command.type} a job that is ${state ? status : 'not submitted'}`;

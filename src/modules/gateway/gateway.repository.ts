@@ -1,5 +1,13 @@
 import { Injectable } from '@nestjs/common';
+import { sqlLiterals } from '../../common/sql-literals';
+import { statusesTaking } from '../../machines/job.machine';
 import { Db } from '../database/db';
+
+// The job machine's rules as SQL, from the machine: a runner holds a job in the statuses that
+// take its heartbeat (acceptsHeartbeat), and owes a cancel's acknowledgement in those that take
+// one, until it acknowledged it (acceptsCancelAck).
+const HELD = sqlLiterals(statusesTaking('heartbeat'));
+const AWAITING_ACK = sqlLiterals(statusesTaking('acknowledgeCancel'));
 
 /** A job assigned to a runner that the runner may still hold or still has to hear about. */
 export interface AssignedJob {
@@ -29,7 +37,7 @@ export class GatewayRepository {
   async assignedTo(runnerId: string): Promise<AssignedJob[]> {
     const { rows } = await this.db.query<AssignedJob>(
       `SELECT id, attempt, status FROM jobs
-        WHERE runner_id = $1 AND (status IN ('claimed', 'running') OR (status = 'canceled' AND NOT cancel_acknowledged))`,
+        WHERE runner_id = $1 AND (status IN (${HELD}) OR (status IN (${AWAITING_ACK}) AND NOT cancel_acknowledged))`,
       [runnerId],
     );
     return rows;

@@ -2,7 +2,7 @@ import { Inject, Injectable, Logger } from '@nestjs/common';
 import { Clock } from '../../common/clock';
 import { InvalidTransitionError } from '../../common/errors';
 import { RUNWAY_CONFIG, type RunwayConfig } from '../../config/config';
-import { type JobState, acceptsHeartbeat } from '../../machines/job.machine';
+import { type JobState, acceptsCancelAck, acceptsHeartbeat } from '../../machines/job.machine';
 import { isDatabaseUnavailable } from '../database/db';
 import { Bus } from '../messaging/bus';
 import type { HeartbeatMessage } from '../messaging/messages';
@@ -190,7 +190,8 @@ export class RunnerMessages {
   private async refuse(connection: RunnerConnection, error: unknown, job: string | undefined): Promise<void> {
     if (error instanceof InvalidTransitionError && job !== undefined) {
       const state = await this.runnerJobs.load(job).catch(() => null);
-      if (state?.status === 'canceled' && state.runnerId === connection.runnerId && !state.cancelAcknowledged) {
+      // The runner still owes the acknowledgement of this job's cancel: tell it again.
+      if (state !== null && acceptsCancelAck(state, connection.runnerId, state.attempt)) {
         connection.send({ type: 'cancel', job, attempt: state.attempt, reason: 'canceled' });
         return;
       }

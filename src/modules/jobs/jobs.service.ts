@@ -4,7 +4,7 @@ import { ConflictError, NotFoundError, ValidationError } from '../../common/erro
 import { IdGenerator, UUID_PATTERN } from '../../common/ids';
 import { type EventEnvelope, canonicalJson, sha256Hex } from '../../events/envelope';
 import { PLAN_PRIORITY, type Plan } from '../../events/job-events';
-import type { JobCommand } from '../../machines/job.machine';
+import { type JobCommand, isFinal } from '../../machines/job.machine';
 import { canReadOrg, orgOf } from '../auth/principal';
 import { EventStore } from '../event-store/event-store';
 import type { RequestContext } from '../http/request-context';
@@ -164,7 +164,7 @@ export class JobsService {
   /** What the job's last attempt sent back; 404 until it finished with output. */
   async output(ref: string, ctx: RequestContext) {
     const job = await this.get(ref, ctx);
-    if (job.status !== 'completed' && job.status !== 'failed') throw new NotFoundError('the job has no output: it did not finish');
+    if (!isFinal(job.status)) throw new NotFoundError('the job has no output: it did not finish');
     const output = await this.outputs.find(job.id, job.attempt);
     const events = await this.store.readStream(job.id);
     const last = events[events.length - 1].data as { output?: { truncated?: boolean } | null };

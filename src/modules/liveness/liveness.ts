@@ -2,9 +2,10 @@ import { Inject, Injectable, Logger, type OnApplicationBootstrap, type OnApplica
 import { Backoff } from '../../common/backoff';
 import { Clock } from '../../common/clock';
 import { ConcurrencyError, InvalidTransitionError } from '../../common/errors';
+import { sqlLiterals } from '../../common/sql-literals';
 import { RUNWAY_CONFIG, type RunwayConfig } from '../../config/config';
 import type { EventMetadata } from '../../events/envelope';
-import type { JobCommand } from '../../machines/job.machine';
+import { TIMEOUT_TYPES, type JobStatus, type TimeoutType, acceptsTimeout, statusesTaking } from '../../machines/job.machine';
 import { Db, isDatabaseUnavailable } from '../database/db';
 import { JobCommands } from '../jobs/job-commands';
 import { Bus, type Subscription } from '../messaging/bus';
@@ -15,7 +16,7 @@ import { RunnerSessions } from '../runners/runner-sessions';
 
 interface InFlightRow {
   id: string;
-  status: 'claimed' | 'running';
+  status: JobStatus;
   attempt: number;
   timeout: number;
   claimed_at: Date | null;
@@ -23,6 +24,9 @@ interface InFlightRow {
 }
 
 const SYSTEM: Omit<EventMetadata, 'correlationId'> = { causationId: null, actor: 'system' };
+
+/** The jobs a timeout may end: those in the statuses whose machine state takes one. */
+const TIMED_STATUSES = sqlLiterals(statusesTaking(...TIMEOUT_TYPES));
 
 /**
  * The liveness authority: claim, heartbeat and job timeouts. Heartbeats arrive over the bus and
@@ -146,7 +150,7 @@ export class Liveness implements OnApplicationBootstrap, OnApplicationShutdown {
   private async fireDue(): Promise<void> {
     const now = this.clock.now().getTime();
     const { rows } = await this.db.query<InFlightRow>(
-      `SELECT id, status, attempt, timeout, claimed_at, started_at FROM jobs WHERE status IN ('claimed', 'running')`,
+      `SELECT id, status, attempt, timeout, claimed_at, started_at FROM jobs WHERE status IN (${TIMED_STATUSES})`,
     );
     // Back after the database was unreachable: what could not be seen meanwhile (reports,
     // starts, pushes that failed) is given a full heartbeat timeout from now, as at a start.
@@ -190,15 +194,19 @@ export class Liveness implements OnApplicationBootstrap, OnApplicationShutdown {
     for (const [gateway, at] of this.gateways) if (now - at > 10 * limit) this.gateways.delete(gateway);
   }
 
-  /** The timeout that has passed for `job`, if any; the job timeout before the others. */
-  private due(job: InFlightRow, now: number): JobCommand['type'] | null {
+  /**
+   * The timeout that has passed for `job`, if any; the job timeout before the others. Which
+   * timeouts apply is the machine's to say, by the job's status.
+   */
+  private due(job: InFlightRow, now: number): TimeoutType | null {
     const { heartbeatTimeoutMs, claimTimeoutMs, jobTimeoutGraceMs } = this.config;
-    if (job.status === 'running' && job.started_at !== null) {
+    const applies = (type: TimeoutType) => acceptsTimeout(job, type, job.attempt);
+    if (applies('jobTimeout') && job.started_at !== null) {
       if (now > job.started_at.getTime() + job.timeout * 1000 + jobTimeoutGraceMs) return 'jobTimeout';
     }
     const holdSince = job.started_at ?? job.claimed_at;
     if (holdSince === null) return null; // not a state the log produces: `runway audit` reports it
-    if (job.status === 'claimed' && now > holdSince.getTime() + claimTimeoutMs) return 'claimTimeout';
+    if (applies('claimTimeout') && now > holdSince.getTime() + claimTimeoutMs) return 'claimTimeout';
     const beat = this.heartbeats.get(job.id);
     // Silent since its last heartbeat of this attempt, its claim or start, or (jobs that were in
     // flight when this instance started) since this instance began listening.
@@ -207,12 +215,12 @@ export class Liveness implements OnApplicationBootstrap, OnApplicationShutdown {
       holdSince.getTime(),
       this.listeningSince,
     );
-    return now > since + heartbeatTimeoutMs ? 'heartbeatTimeout' : null;
+    return applies('heartbeatTimeout') && now > since + heartbeatTimeoutMs ? 'heartbeatTimeout' : null;
   }
 
-  private async fire(job: InFlightRow, type: JobCommand['type']): Promise<void> {
+  private async fire(job: InFlightRow, type: TimeoutType): Promise<void> {
     const at = this.clock.now().toISOString();
-    const command = { type, attempt: job.attempt, at } as JobCommand;
+    const command = { type, attempt: job.attempt, at };
     try {
       await this.jobs.execute(job.id, command, { ...SYSTEM, correlationId: `${type}:${job.id}:${job.attempt}` });
       if (type === 'jobTimeout') this.metrics.jobTimeouts.inc();
