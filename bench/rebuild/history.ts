@@ -15,6 +15,7 @@ import { ManualClock } from '#src/common/clock';
 import { UuidV7Generator } from '#src/common/ids';
 import type { DomainEvent, EventEnvelope, EventMetadata } from '#src/events/envelope';
 import { PLAN_PRIORITY, type JobEvent, type JobOutputSummary, type Plan } from '#src/events/job-events';
+import { PLANS as PLAN_RULES } from '#src/events/plans';
 import type { OrgEvent } from '#src/events/org-events';
 import type { RunnerEvent } from '#src/events/runner-events';
 import type { Architecture, SpecEvent } from '#src/events/spec-events';
@@ -218,7 +219,6 @@ const HISTORY_START = Date.parse('2026-01-05T00:00:00.000Z');
 const SECOND = 1000;
 const ARCHES: readonly Architecture[] = ['x86_64', 'x86_64', 'x86_64', 'aarch64', 'riscv64'];
 const PLANS: Readonly<Record<Plan, number>> = { enterprise: 0.1, team: 0.4, free: 0.4, unclaimed: 0.1 };
-const MAX_TIMEOUT: Record<Plan, number | null> = { enterprise: null, team: null, free: 900, unclaimed: 300 };
 const BENCHES = ['parse', 'codegen', 'link', 'alloc', 'hash', 'sort', 'regex', 'json', 'http', 'sqlite', 'zstd', 'render'];
 
 /**
@@ -353,8 +353,8 @@ export async function writeHistory(options: HistoryOptions): Promise<HistoryRepo
       const submittedAt = HISTORY_START + index * 30 * SECOND + random.int(0, 29_999);
       idClock.set(iso(submittedAt));
       const jobId = ids.next();
-      const cap = MAX_TIMEOUT[org.plan];
-      const timeout = outcome === 'timedOut' ? Math.min(cap ?? 900, random.pick([300, 600, 900])) : Math.min(cap ?? 3600, 3600);
+      const { maxTimeout, defaultTimeout } = PLAN_RULES[org.plan];
+      const timeout = outcome === 'timedOut' ? Math.min(maxTimeout ?? 900, random.pick([300, 600, 900])) : defaultTimeout;
       const idempotency = random.chance(0.25) ? { key: `build-${index}`, requestHash: sha256(`request-${index}`) } : null;
       const bench = random.pick(BENCHES);
       const job: Extract<JobCommand, { type: 'submit' }>['job'] = {

@@ -1,20 +1,13 @@
 import type { DomainEvent } from './envelope';
+import type { Plan } from './plans';
 
 /**
  * The job stream's events (PROTOCOL.md, "Lifecycle"). Every field is plain JSON: times are
  * ISO-8601 UTC strings, ids are UUID strings. Changing a `data` shape means a new `schemaVersion`.
  */
 
-/** An organization's plan, which fixes the priority of its jobs at submission. */
-export type Plan = 'enterprise' | 'team' | 'free' | 'unclaimed';
-
-/** Claim priority by plan (PROTOCOL.md, "Plans, tiers and limits"): higher is claimed first. */
-export const PLAN_PRIORITY: Readonly<Record<Plan, number>> = {
-  enterprise: 300,
-  team: 200,
-  free: 100,
-  unclaimed: 0,
-};
+/** An organization's plan, which fixes the priority of its jobs at submission; its rules are the table in plans.ts. */
+export { PLAN_PRIORITY, type Plan } from './plans';
 
 /** Why an attempt ended in `failed`. A canceled job's `job_timeout` is carried by `JobCanceled`. */
 /** `runner_lost`: the runner said hello again without the job (it died with a restart of the runner or the server). */

@@ -3,7 +3,7 @@ import { Clock } from '../../common/clock';
 import { ConflictError, NotFoundError, ValidationError } from '../../common/errors';
 import { IdGenerator, UUID_PATTERN } from '../../common/ids';
 import { type EventEnvelope, canonicalJson, sha256Hex } from '../../events/envelope';
-import { PLAN_PRIORITY, type Plan } from '../../events/job-events';
+import { PLANS } from '../../events/plans';
 import { type JobCommand, isFinal } from '../../machines/job.machine';
 import { canReadOrg, orgOf } from '../auth/principal';
 import { EventStore } from '../event-store/event-store';
@@ -17,9 +17,6 @@ import { JobCommands, type JobCommandHooks } from './job-commands';
 import { JobOutputRepository } from './job-output.repository';
 import { JobsRepository, type JobRow } from './jobs.repository';
 
-/** Longest timeout a plan allows, in seconds (null: no cap), and the default for paid plans. */
-const MAX_TIMEOUT: Record<Plan, number | null> = { enterprise: null, team: null, free: 900, unclaimed: 300 };
-const DEFAULT_TIMEOUT = 3600;
 const IDEMPOTENCY_WINDOW_MS = 24 * 60 * 60 * 1000;
 const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,255}$/;
 /**
@@ -75,8 +72,9 @@ export class JobsService {
     if (spec === null) {
       throw new ValidationError(`spec "${dto.spec}" does not exist`, [{ field: 'spec', message: 'unknown spec' }]);
     }
-    const cap = MAX_TIMEOUT[org.plan];
-    const timeout = dto.timeout ?? Math.min(DEFAULT_TIMEOUT, cap ?? DEFAULT_TIMEOUT);
+    const rules = PLANS[org.plan];
+    const cap = rules.maxTimeout;
+    const timeout = dto.timeout ?? rules.defaultTimeout;
     if (cap !== null && timeout > cap) {
       throw new ValidationError(`the ${org.plan} plan allows a timeout of at most ${cap} s`, [
         { field: 'timeout', message: `at most ${cap}` },
@@ -96,7 +94,7 @@ export class JobsService {
           spec: spec.slug,
           specId: spec.id,
           plan: org.plan,
-          priority: PLAN_PRIORITY[org.plan],
+          priority: rules.priority,
           image: dto.image ?? null,
           cmd: dto.cmd,
           entrypoint: dto.entrypoint ?? null,

@@ -1,13 +1,11 @@
 import { Injectable } from '@nestjs/common';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { PLAN_NAMES, planOfPriority } from '../../events/plans';
 import { Db } from '../database/db';
 
 /** Plan tiers by priority, for labels. */
 export function tierOf(priority: number): string {
-  if (priority >= 300) return 'enterprise';
-  if (priority >= 200) return 'team';
-  if (priority >= 100) return 'free';
-  return 'unclaimed';
+  return planOfPriority(priority);
 }
 
 /**
@@ -110,7 +108,7 @@ export class Metrics {
           `SELECT priority, count(*) AS n FROM jobs WHERE status = 'pending' GROUP BY priority`,
         );
         this.reset();
-        for (const tier of ['enterprise', 'team', 'free', 'unclaimed']) this.set({ tier }, 0);
+        for (const tier of PLAN_NAMES) this.set({ tier }, 0);
         for (const row of rows) this.inc({ tier: tierOf(row.priority) }, Number(row.n));
       },
     });

@@ -2,10 +2,11 @@ import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
 import { IsIn, IsInt, IsOptional, IsString, Length, Matches, Max, Min, ValidateIf } from 'class-validator';
 import { IsOmittable } from '../../common/optional';
 import type { Plan } from '../../events/job-events';
+import { PLAN_NAMES } from '../../events/plans';
 import { NoNullCharacters, SLUG_PATTERN } from '../http/dto';
 import type { KeyRow, OrgRow, ProjectRow } from './orgs.repository';
 
-export const PLANS: readonly Plan[] = ['enterprise', 'team', 'free', 'unclaimed'];
+export const PLANS: readonly Plan[] = PLAN_NAMES;
 
 export class CreateOrgDto {
   @ApiProperty({ example: 'acme', pattern: SLUG_PATTERN.source })

@@ -1,4 +1,5 @@
 import type { Plan } from '../../events/job-events';
+import { PLANS, orgInFlightLimit } from '../../events/plans';
 import { MinHeap } from './min-heap';
 
 /**
@@ -57,15 +58,11 @@ export interface Placed<J extends PendingJob> {
 /** In-flight jobs of the unclaimed plan count per source IP; jobs without one share a key (SQL `IS NOT DISTINCT FROM`). */
 export const ipKey = (sourceIp: string | null): string => (sourceIp === null ? 'none' : `ip:${sourceIp}`);
 
-/** Jobs in flight per source IP on the unclaimed plan. */
-export const IP_LIMIT = 1;
-
 /** An organization's in-flight limit under its plan now; null when it has none. */
-export function orgLimit(plan: Plan, maxConcurrency: number | null): number | null {
-  const planLimit = plan === 'free' ? 1 : null;
-  if (planLimit === null) return maxConcurrency;
-  return maxConcurrency === null ? planLimit : Math.min(planLimit, maxConcurrency);
-}
+export const orgLimit = orgInFlightLimit;
+
+/** The in-flight limit per source IP of a job of an organization on `plan` now; null: none. */
+const ipLimitOf = (plan: Plan): number | null => PLANS[plan].ipInFlightLimit;
 
 /**
  * The jobs in claim order. `jobs` must be in age order (created_at, then id), as the SQL reads
@@ -76,10 +73,13 @@ export function orderQueue<J extends PendingJob>(jobs: readonly J[], inFlight: I
   const ipCount = new Map(inFlight.byIp);
   const countOf = (map: Map<string, number>, key: string) => map.get(key) ?? 0;
   const orgFull = (job: PendingJob) => {
-    const limit = orgLimit(job.orgPlan, job.maxConcurrency);
+    const limit = orgInFlightLimit(job.orgPlan, job.maxConcurrency);
     return limit !== null && countOf(orgCount, job.orgId) >= limit;
   };
-  const ipFull = (job: PendingJob) => job.orgPlan === 'unclaimed' && countOf(ipCount, ipKey(job.sourceIp)) >= IP_LIMIT;
+  const ipFull = (job: PendingJob) => {
+    const limit = ipLimitOf(job.orgPlan);
+    return limit !== null && countOf(ipCount, ipKey(job.sourceIp)) >= limit;
+  };
 
   // An org's oldest job of the tier that its IP does not hold: the one the scheduler would see.
   const head = (org: { indices: number[]; next: number }): number | null => {
@@ -128,7 +128,7 @@ export function orderQueue<J extends PendingJob>(jobs: readonly J[], inFlight: I
       claimed.push(index);
       taken[index] = true;
       orgCount.set(job.orgId, count + 1);
-      if (job.orgPlan === 'unclaimed') ipCount.set(ipKey(job.sourceIp), countOf(ipCount, ipKey(job.sourceIp)) + 1);
+      if (ipLimitOf(job.orgPlan) !== null) ipCount.set(ipKey(job.sourceIp), countOf(ipCount, ipKey(job.sourceIp)) + 1);
       org.next++;
       offer(top.orgId);
     }
@@ -141,12 +141,12 @@ export function orderQueue<J extends PendingJob>(jobs: readonly J[], inFlight: I
   const placed: Placed<J>[] = claimed.map((index, i) => ({ job: jobs[index], position: i + 1, heldBy: null }));
   for (const index of held) {
     const job = jobs[index];
-    const limit = orgLimit(job.orgPlan, job.maxConcurrency);
+    const limit = orgInFlightLimit(job.orgPlan, job.maxConcurrency);
     // Blocked for good (see above): by its org if that is full, else by its IP.
     const [scope, key, simulated, initial, max] =
       limit !== null && countOf(orgCount, job.orgId) >= limit
         ? (['org', job.orgId, orgCount, inFlight.byOrg, limit] as const)
-        : (['ip', ipKey(job.sourceIp), ipCount, inFlight.byIp, IP_LIMIT] as const);
+        : (['ip', ipKey(job.sourceIp), ipCount, inFlight.byIp, ipLimitOf(job.orgPlan) ?? 0] as const);
     const current = initial.get(key) ?? 0;
     placed.push({
       job,

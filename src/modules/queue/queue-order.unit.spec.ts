@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import type { Plan } from '../../events/job-events';
 import { PLAN_PRIORITY } from '../../events/job-events';
-import { type InFlightCounts, type PendingJob, IP_LIMIT, ipKey, orderQueue, orgLimit } from './queue-order';
+import { type InFlightCounts, type PendingJob, ipKey, orderQueue, orgLimit } from './queue-order';
 
 interface Org {
   id: string;
@@ -40,7 +40,7 @@ function naive(jobs: readonly PendingJob[], inFlight: InFlightCounts): string[] 
     const claimable = pending.filter(({ job }) => {
       const n = org.get(job.orgId) ?? 0;
       if (job.orgPlan === 'free' && n >= 1) return false;
-      if (job.orgPlan === 'unclaimed' && (ip.get(ipKey(job.sourceIp)) ?? 0) >= IP_LIMIT) return false;
+      if (job.orgPlan === 'unclaimed' && (ip.get(ipKey(job.sourceIp)) ?? 0) >= 1) return false;
       if (job.maxConcurrency !== null && n >= job.maxConcurrency) return false;
       return true;
     });

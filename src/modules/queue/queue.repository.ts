@@ -1,5 +1,7 @@
 import { Injectable } from '@nestjs/common';
+import { sqlIn } from '../../common/sql-literals';
 import type { Plan } from '../../events/job-events';
+import { plansWith } from '../../events/plans';
 import { Db } from '../database/db';
 import { type InFlightCounts, type PendingJob, ipKey } from './queue-order';
 import { type SpecLoad, limitGroup } from './queue-view';
@@ -29,12 +31,13 @@ export interface QueueSnapshot {
  *   and how long each busy one has been running its job;
  * - the mean run time of the last 20 jobs that ran on the spec.
  */
+const IP_PLANS = plansWith('ipInFlightLimit');
 const CONTEXT = `
   WITH queued AS (
     SELECT j.org_id, j.source_ip, o.plan FROM jobs j JOIN orgs o ON o.id = j.org_id
      WHERE j.status = 'pending' AND j.spec_id = $1
   ), in_flight AS (
-    SELECT j.org_id, j.source_ip, o.plan = 'unclaimed' AS unclaimed,
+    SELECT j.org_id, j.source_ip, ${sqlIn('o.plan', IP_PLANS)} AS unclaimed,
            GREATEST(0, COALESCE(extract(epoch FROM ($2::timestamptz - j.started_at)) * 1000, 0))::float8 AS elapsed_ms
       FROM jobs j JOIN orgs o ON o.id = j.org_id
      WHERE j.status IN ('claimed', 'running')
@@ -60,7 +63,7 @@ const CONTEXT = `
     (SELECT COALESCE(json_agg(json_build_object('ip', f.source_ip, 'elapsedMs', f.elapsed_ms)), '[]')
        FROM in_flight f
       WHERE f.unclaimed
-        AND EXISTS (SELECT 1 FROM queued q WHERE q.plan = 'unclaimed' AND q.source_ip IS NOT DISTINCT FROM f.source_ip)) AS ip_in_flight,
+        AND EXISTS (SELECT 1 FROM queued q WHERE ${sqlIn('q.plan', IP_PLANS)} AND q.source_ip IS NOT DISTINCT FROM f.source_ip)) AS ip_in_flight,
     (SELECT count(*) FROM spec_runners)::int AS runners,
     (SELECT count(*) FROM spec_runners WHERE connected)::int AS connected,
     (SELECT COALESCE(array_agg(GREATEST(0, COALESCE(extract(epoch FROM ($2::timestamptz - j.started_at)) * 1000, 0))::float8), '{}')

@@ -1,4 +1,7 @@
 import { Injectable } from '@nestjs/common';
+import { sqlIn, sqlLiterals, sqlNotIn } from '../../common/sql-literals';
+import { PLANS, type Plan, hasInFlightLimit, plansWith } from '../../events/plans';
+import { statusesTaking } from '../../machines/job.machine';
 import { Db, type Sql } from '../database/db';
 
 /** A pending job that the runner could take, in claim order. */
@@ -6,14 +9,26 @@ export interface Candidate {
   id: string;
   org_id: string;
   source_ip: string | null;
-  plan: string;
+  plan: Plan;
   max_concurrency: number | null;
   version: number;
 }
 
-/** Whether claims of this organization's jobs must be serialized: it has an in-flight limit. */
-export function hasInFlightLimit(candidate: Pick<Candidate, 'plan' | 'max_concurrency'>): boolean {
-  return candidate.plan === 'free' || candidate.plan === 'unclaimed' || candidate.max_concurrency !== null;
+// The plans' limits (events/plans.ts) as SQL. Plans and limits are constants of the code, inlined
+// so the statements read as before and plan the same; `o` is the job's organization.
+
+/** In flight: claimed for a runner or running on it, the statuses a runner holds a job in. */
+const IN_FLIGHT = sqlLiterals(statusesTaking('heartbeat'));
+/** The plans whose jobs count per source IP. */
+const IP_PLANS = plansWith('ipInFlightLimit');
+/** The plans with a limit of their own. */
+const LIMITED_PLANS = [...new Set([...plansWith('orgInFlightLimit'), ...IP_PLANS])];
+
+/** The conditions that leave out a job of an organization at its plan's limit, given how its in-flight jobs are counted. */
+function underPlanLimits(limit: 'orgInFlightLimit' | 'ipInFlightLimit', count: string): string {
+  return plansWith(limit)
+    .map((plan) => `AND NOT (${sqlIn('o.plan', [plan])} AND ${count} >= ${PLANS[plan][limit]})`)
+    .join('\n     ');
 }
 
 /**
@@ -24,24 +39,47 @@ export function hasInFlightLimit(candidate: Pick<Candidate, 'plan' | 'max_concur
  */
 const CANDIDATES = `
   WITH in_flight AS (
-    SELECT org_id, count(*) AS n FROM jobs WHERE status IN ('claimed', 'running') GROUP BY org_id
+    SELECT org_id, count(*) AS n FROM jobs WHERE status IN (${IN_FLIGHT}) GROUP BY org_id
   ), ip_in_flight AS (
     SELECT j.source_ip, count(*) AS n FROM jobs j JOIN orgs o ON o.id = j.org_id
-     WHERE j.status IN ('claimed', 'running') AND o.plan = 'unclaimed' GROUP BY j.source_ip
+     WHERE j.status IN (${IN_FLIGHT}) AND ${sqlIn('o.plan', IP_PLANS)} GROUP BY j.source_ip
   )
   SELECT j.id, j.org_id, j.source_ip, o.plan, o.max_concurrency, j.version
     FROM jobs j
     JOIN orgs o ON o.id = j.org_id
     LEFT JOIN in_flight f ON f.org_id = j.org_id
-    LEFT JOIN ip_in_flight ip ON o.plan = 'unclaimed' AND ip.source_ip IS NOT DISTINCT FROM j.source_ip
+    LEFT JOIN ip_in_flight ip ON ${sqlIn('o.plan', IP_PLANS)} AND ip.source_ip IS NOT DISTINCT FROM j.source_ip
    WHERE j.status = 'pending'
      AND j.spec_id IN (SELECT rs.spec_id FROM runner_specs rs JOIN runners r ON r.id = rs.runner_id
                         WHERE rs.runner_id = $1 AND NOT r.archived)
-     AND NOT (o.plan = 'free' AND COALESCE(f.n, 0) >= 1)
-     AND NOT (o.plan = 'unclaimed' AND COALESCE(ip.n, 0) >= 1)
+     ${underPlanLimits('orgInFlightLimit', 'COALESCE(f.n, 0)')}
+     ${underPlanLimits('ipInFlightLimit', 'COALESCE(ip.n, 0)')}
      AND NOT (o.max_concurrency IS NOT NULL AND COALESCE(f.n, 0) >= o.max_concurrency)
    ORDER BY j.priority DESC, COALESCE(f.n, 0), j.created_at, j.id
    LIMIT $2`;
+
+/**
+ * Under the claim's locks: the runner is below its capacity ($2), and the job ($3 at version $4)
+ * is still pending and below its limits now. $5: the organization's lock is held; a claim that did
+ * not take it (the organization had no limit when it was read) is refused if it gained one.
+ */
+const STILL_CLAIMABLE = `
+  SELECT
+    (SELECT count(*) FROM jobs WHERE runner_id = $1 AND status IN (${IN_FLIGHT})) < $2 AS runner_free,
+    EXISTS (
+      SELECT 1 FROM jobs j JOIN orgs o ON o.id = j.org_id
+       WHERE j.id = $3 AND j.status = 'pending' AND j.version = $4
+         AND ($5 OR (${sqlNotIn('o.plan', LIMITED_PLANS)} AND o.max_concurrency IS NULL))
+         ${underPlanLimits('orgInFlightLimit', `(SELECT count(*) FROM jobs WHERE org_id = o.id AND status IN (${IN_FLIGHT}))`)}
+         AND NOT (o.max_concurrency IS NOT NULL AND
+                  (SELECT count(*) FROM jobs WHERE org_id = o.id AND status IN (${IN_FLIGHT})) >= o.max_concurrency)
+         ${underPlanLimits(
+           'ipInFlightLimit',
+           `(SELECT count(*) FROM jobs x JOIN orgs xo ON xo.id = x.org_id
+              WHERE ${sqlIn('xo.plan', IP_PLANS)} AND x.status IN (${IN_FLIGHT})
+                AND x.source_ip IS NOT DISTINCT FROM j.source_ip)`,
+         )}
+    ) AS job_claimable`;
 
 @Injectable()
 export class SchedulingRepository {
@@ -63,7 +101,7 @@ export class SchedulingRepository {
    * `stillClaimable` refuses the claim if the organization gained a limit meanwhile.
    */
   async lock(tx: Sql, runnerId: string, candidate: Candidate): Promise<{ jobLocked: boolean; orgLocked: boolean }> {
-    const orgLocked = hasInFlightLimit(candidate);
+    const orgLocked = hasInFlightLimit(candidate.plan, candidate.max_concurrency);
     const { rows } = await tx.query<{ job_locked: boolean }>(
       `WITH job AS (SELECT pg_try_advisory_xact_lock(hashtextextended('job:' || $4, 0)) AS locked)
        SELECT job.locked AS job_locked,
@@ -71,7 +109,7 @@ export class SchedulingRepository {
               CASE WHEN job.locked AND $2::uuid IS NOT NULL THEN pg_advisory_xact_lock(hashtextextended('org:' || $2, 0)) END,
               CASE WHEN job.locked AND $3::text IS NOT NULL THEN pg_advisory_xact_lock(hashtextextended('ip:' || $3, 0)) END
          FROM job`,
-      [runnerId, orgLocked ? candidate.org_id : null, candidate.plan === 'unclaimed' ? (candidate.source_ip ?? '') : null, candidate.id],
+      [runnerId, orgLocked ? candidate.org_id : null, PLANS[candidate.plan].ipInFlightLimit !== null ? (candidate.source_ip ?? '') : null, candidate.id],
     );
     return { jobLocked: rows[0].job_locked, orgLocked };
   }
@@ -85,21 +123,7 @@ export class SchedulingRepository {
     orgLocked: boolean,
   ): Promise<{ runnerFree: boolean; jobClaimable: boolean }> {
     const { rows } = await tx.query<{ runner_free: boolean; job_claimable: boolean }>(
-      `SELECT
-         (SELECT count(*) FROM jobs WHERE runner_id = $1 AND status IN ('claimed', 'running')) < $2 AS runner_free,
-         EXISTS (
-           SELECT 1 FROM jobs j JOIN orgs o ON o.id = j.org_id
-            WHERE j.id = $3 AND j.status = 'pending' AND j.version = $4
-              AND ($5 OR (o.plan NOT IN ('free', 'unclaimed') AND o.max_concurrency IS NULL))
-              AND NOT (o.plan = 'free' AND
-                       (SELECT count(*) FROM jobs WHERE org_id = o.id AND status IN ('claimed', 'running')) >= 1)
-              AND NOT (o.max_concurrency IS NOT NULL AND
-                       (SELECT count(*) FROM jobs WHERE org_id = o.id AND status IN ('claimed', 'running')) >= o.max_concurrency)
-              AND NOT (o.plan = 'unclaimed' AND
-                       (SELECT count(*) FROM jobs x JOIN orgs xo ON xo.id = x.org_id
-                         WHERE xo.plan = 'unclaimed' AND x.status IN ('claimed', 'running')
-                           AND x.source_ip IS NOT DISTINCT FROM j.source_ip) >= 1)
-         ) AS job_claimable`,
+      STILL_CLAIMABLE,
       [runnerId, capacity, candidate.id, candidate.version, orgLocked],
     );
     return { runnerFree: rows[0].runner_free, jobClaimable: rows[0].job_claimable };
