@@ -103,7 +103,7 @@ describe('async projections: three instances with the projector role, many concu
       // "leading" is logged at log level.
       RUNWAY_LOG_LEVEL: 'log',
       // The runners of the killed instance are given up on soon: their claimed jobs are requeued,
-      // running ones fail. (The looping runners do not heartbeat; their jobs take a few ms.)
+      // running ones fail. (Runners of the live instances heartbeat; those of the dead one cannot.)
       RUNWAY_HEARTBEAT_INTERVAL_MS: '500',
       RUNWAY_HEARTBEAT_TIMEOUT_MS: '3000',
     });

@@ -310,7 +310,9 @@ export async function waitFor<T>(what: string | (() => string), probe: () => Pro
 
 /**
  * A simulated runner on its own socket: `ready`, takes the pushed job, `running`, works a few
- * milliseconds, `completed` (exit 0), and `ready` again, until stopped. Everything it was told
+ * milliseconds (heartbeating at the welcome's interval meanwhile, as a real runner does, so a
+ * loaded machine that delays its report does not time the job out), `completed` (exit 0), and
+ * `ready` again, until stopped. Everything it was told
  * that was not part of that loop is kept in `unexpected`.
  */
 export class LoopingRunner {
@@ -318,6 +320,8 @@ export class LoopingRunner {
   readonly unexpected: Frame[] = [];
   completed = 0;
   private stopped = false;
+  /** Heartbeats of the jobs held, as a real runner sends them, so a busy machine does not time them out. */
+  private readonly heartbeats = new Map<string, NodeJS.Timeout>();
 
   constructor(
     readonly runner: TestRunner,
@@ -328,6 +332,10 @@ export class LoopingRunner {
 
   start(): void {
     this.runner.socket.on('message', (data) => this.onFrame(JSON.parse(data.toString()) as Frame));
+    this.runner.socket.on('close', () => {
+      for (const timer of this.heartbeats.values()) clearInterval(timer);
+      this.heartbeats.clear();
+    });
     this.runner.send({ type: 'ready' });
   }
 
@@ -339,15 +347,32 @@ export class LoopingRunner {
     if (frame.type === 'job') {
       const job = frame.job as { id: string; attempt: number };
       this.jobs.push({ id: job.id, attempt: job.attempt });
+      this.hold(job.id, job.attempt);
       this.runner.send({ type: 'running', job: job.id, attempt: job.attempt });
     } else if (frame.type === 'ack' && frame.of === 'running') {
       const job = frame.job as string;
       setTimeout(() => this.runner.send({ type: 'completed', job, attempt: frame.attempt, exitCode: 0, stdout: 'ok\n' }), this.workMs(job));
     } else if (frame.type === 'ack' && frame.of === 'completed') {
+      this.release(frame.job as string);
       this.completed++;
       if (!this.stopped) this.runner.send({ type: 'ready' });
-    } else if (frame.type !== 'welcome') {
+    } else if (!(frame.type === 'welcome' || (frame.type === 'ack' && frame.of === 'heartbeat'))) {
       this.unexpected.push(frame);
     }
+  }
+
+  private hold(job: string, attempt: number): void {
+    const welcome = this.runner.received.find((frame) => frame.type === 'welcome');
+    const intervalMs = typeof welcome?.heartbeatIntervalMs === 'number' ? welcome.heartbeatIntervalMs : 1_000;
+    this.release(job);
+    this.heartbeats.set(
+      job,
+      setInterval(() => this.runner.send({ type: 'heartbeat', job, attempt }), intervalMs),
+    );
+  }
+
+  private release(job: string): void {
+    clearInterval(this.heartbeats.get(job));
+    this.heartbeats.delete(job);
   }
 }
