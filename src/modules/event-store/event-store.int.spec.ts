@@ -203,7 +203,7 @@ describe('EventStore (PostgreSQL)', () => {
     // server-wide horizon for a moment (docs/operations.md): read on until both have come. The
     // same horizon may have held back the end of the earlier tests' events at `before`, so
     // those can come first; what matters is that slow and fast come, slow first.
-    const ours = new Set([slow.id, fast.id]);
+    const ours = new Set<string>([slow.id, fast.id]);
     const read: string[] = [];
     let position = whileSlowRuns.last;
     for (const deadline = Date.now() + 20_000; read.length < 2 && Date.now() < deadline; ) {
