@@ -15,8 +15,9 @@ import {
   strings,
   time,
 } from './decode';
-import { type JobEvent, PLAN_PRIORITY } from './job-events';
+import type { JobEvent } from './job-events';
 import type { OrgEvent } from './org-events';
+import { PLAN_NAMES } from './plans';
 import type { RunnerEvent } from './runner-events';
 import { ARCHITECTURES, type SpecEvent } from './spec-events';
 
@@ -26,7 +27,7 @@ import { ARCHITECTURES, type SpecEvent } from './spec-events';
  * or a member added without its check here does not compile.
  */
 
-const plan = oneOf(...Object.keys(PLAN_PRIORITY));
+const plan = oneOf(...PLAN_NAMES);
 const output = nullable(object);
 
 export const JOB_EVENTS = new EventUnion<JobEvent>('job', {
