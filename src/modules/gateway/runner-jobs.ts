@@ -2,6 +2,7 @@ import { Injectable } from '@nestjs/common';
 import { Clock } from '../../common/clock';
 import { ConcurrencyError, InvalidTransitionError, NotFoundError } from '../../common/errors';
 import type { EventMetadata } from '../../events/envelope';
+import { decodeJobEvent } from '../../events/decoders';
 import { type JobState, decide, evolve } from '../../machines/job.machine';
 import { CommandHandler } from '../event-store/command-handler';
 import { JobCommands } from '../jobs/job-commands';
@@ -45,7 +46,7 @@ export class RunnerJobs {
 
   /** The job's current state, or NotFoundError. */
   async load(jobId: string): Promise<JobState> {
-    const { state } = await this.commands.load<JobState, Parameters<typeof evolve>[1]>(jobId, evolve);
+    const { state } = await this.commands.load(jobId, evolve, decodeJobEvent);
     if (state === null) throw new NotFoundError(`job ${jobId} not found`);
     return state;
   }

@@ -3,6 +3,7 @@ import { Clock } from '../../common/clock';
 import { ConflictError, NotFoundError, ValidationError } from '../../common/errors';
 import { IdGenerator, UUID_PATTERN } from '../../common/ids';
 import { type EventEnvelope, canonicalJson, sha256Hex } from '../../events/envelope';
+import { decodeJobEvent } from '../../events/decoders';
 import { PLANS } from '../../events/plans';
 import { type JobCommand, isFinal } from '../../machines/job.machine';
 import { canReadOrg, orgOf } from '../auth/principal';
@@ -165,8 +166,9 @@ export class JobsService {
     if (!isFinal(job.status)) throw new NotFoundError('the job has no output: it did not finish');
     const output = await this.outputs.find(job.id, job.attempt);
     const events = await this.store.readStream(job.id);
-    const last = events[events.length - 1].data as { output?: { truncated?: boolean } | null };
-    return { exitCode: job.exit_code, ...output, truncated: last.output?.truncated ?? false };
+    const last = decodeJobEvent(events[events.length - 1]);
+    const truncated = (last.type === 'JobCompleted' || last.type === 'JobFailed') && last.data.output?.truncated === true;
+    return { exitCode: job.exit_code, ...output, truncated };
   }
 
   async events(ref: string, ctx: RequestContext): Promise<EventEnvelope[]> {
