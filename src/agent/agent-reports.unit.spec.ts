@@ -52,7 +52,7 @@ const reportsOf = (frames: Frame[], id: string) => frames.filter((frame) => (fra
 
 describe('RunnerAgent: a cancel after the job ended, before its report was acknowledged', () => {
   // The server canceled the job meanwhile: its machine refuses `completed` for a canceled job and
-  // takes `canceled` as the acknowledgement of the cancel (docs/runner-protocol.md). So the agent
+  // takes `canceled` as the acknowledgement of the cancel (docs/protocol.md, "The runner WebSocket"). So the agent
   // says `canceled`, drops the report and is free for work.
 
   it('answers canceled, drops the report for good, and asks for work', async () => {

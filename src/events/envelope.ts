@@ -3,7 +3,7 @@ import { createHash } from 'node:crypto';
 /** Who caused an event: the operator, an organization key, a runner, or Runway itself. */
 export type Actor = `admin` | `key:${string}` | `runner:${string}` | `system`;
 
-/** Metadata every stored event carries (PROTOCOL.md, "Event envelope"). */
+/** Metadata every stored event carries (docs/protocol.md, "The event envelope"). */
 export interface EventMetadata {
   correlationId: string;
   causationId: string | null;
@@ -17,7 +17,7 @@ export interface DomainEvent<Type extends string = string, Data = unknown> {
   readonly data: Data;
 }
 
-/** A stored event as REST, NATS and the export show it (PROTOCOL.md, "Event envelope"). */
+/** A stored event as REST, NATS and the export show it (docs/protocol.md, "The event envelope"). */
 export interface EventEnvelope<E extends DomainEvent = DomainEvent> {
   id: string;
   streamId: string;

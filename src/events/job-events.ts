@@ -2,7 +2,7 @@ import type { DomainEvent } from './envelope';
 import type { Plan } from './plans';
 
 /**
- * The job stream's events (PROTOCOL.md, "Lifecycle"). Every field is plain JSON: times are
+ * The job stream's events (docs/protocol.md, "The job lifecycle"). Every field is plain JSON: times are
  * ISO-8601 UTC strings, ids are UUID strings. Changing a `data` shape means a new `schemaVersion`.
  */
 

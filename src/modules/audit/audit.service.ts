@@ -15,7 +15,7 @@ import { RunnerStreamAudit } from './runner.audit';
 import { SpecStreamAudit } from './spec.audit';
 import { type ContentAuditFactory, StreamAudit } from './stream-audit';
 
-/** The audit of one job (PROTOCOL.md, `GET /v1/jobs/{job}/audit`). */
+/** The audit of one job (docs/protocol.md, "Jobs", `GET /v1/jobs/{job}/audit`). */
 export interface JobAudit {
   /** The chain is valid and nothing diverges. */
   verified: boolean;

@@ -31,7 +31,7 @@ describe('EventStore (PostgreSQL)', () => {
   const appendNow = (stream: { id: string; type: string }, expected: number, events: DomainEvent[]) =>
     database.db.transaction((tx) => store.append(tx, stream, expected, events, meta));
 
-  it('appends to a new stream and reads it back as the envelopes of PROTOCOL.md', async () => {
+  it('appends to a new stream and reads it back as the envelopes of docs/protocol.md', async () => {
     const stream = newStream();
     const { nextVersion, envelopes } = await appendNow(stream, 0, [ev(1), ev(2)]);
     expect(nextVersion).toBe(2);

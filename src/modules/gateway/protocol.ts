@@ -3,7 +3,7 @@ import { findUnstorable } from '../../common/storable';
 import type { JobSubmittedData } from '../../events/job-events';
 
 /**
- * The runner WebSocket protocol (PROTOCOL.md, "Runner WebSocket"): JSON text frames, each with a
+ * The runner WebSocket protocol (docs/protocol.md, "The runner WebSocket"): JSON text frames, each with a
  * `type`. Runner messages are checked here field by field, and as a whole for what PostgreSQL
  * cannot store (NUL, lone surrogates) or nesting too deep; anything else is `bad_message`.
  */

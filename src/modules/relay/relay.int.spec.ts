@@ -220,7 +220,7 @@ describe('Relay (PostgreSQL + NATS JetStream)', () => {
         .data as JobSubmittedData;
       expect(r.msgId).toBe(event.id);
       expect(r.subject).toBe(`${subjects.prefix}.jobs.${orgId}.${projectId}.${event.streamId}.${event.type}`);
-      // The payload is the envelope as the store returns it (PROTOCOL.md, "Event envelope").
+      // The payload is the envelope as the store returns it (docs/protocol.md, "The event envelope").
       expect(r.envelope).toEqual((await store.readStream(event.streamId))[event.position - 1]);
     }
     expect(await streamMessageCount()).toBe(events.length);
