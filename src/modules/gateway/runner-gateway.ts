@@ -29,6 +29,9 @@ import { RunnerMessages } from './runner-messages';
 
 export const RUNNER_SOCKET_PATH = '/v1/runner/connect';
 
+/** The gateway's one message handler takes every runner message; RunnerMessages goes by its type. */
+const RUNNER_MESSAGE = 'runner-message';
+
 const PING_MS = 30_000;
 /** How long a runner has to answer the close handshake at shutdown. */
 const CLOSE_GRACE_MS = 2_000;
@@ -186,7 +189,7 @@ export class RunnerGateway implements OnGatewayInit<WebSocketServer>, OnGatewayC
    * handled, so the limit falls on frames that achieve nothing (floods of heartbeats, repeats,
    * refused messages) and never on a runner working through short jobs. A frame over the limit,
    * or one that is not a runner message, is answered with its `error` frame here and goes no
-   * further; a message goes to the handler of its type.
+   * further; a runner message goes to the gateway's handler.
    */
   private read(socket: WebSocket, data: RawData, isBinary: boolean): RoutedMessage | null {
     const connection = this.bySocket.get(socket);
@@ -205,50 +208,16 @@ export class RunnerGateway implements OnGatewayInit<WebSocketServer>, OnGatewayC
       connection.send(errorFrame(bad, bad.job));
       return null;
     }
-    return { type: message.type, data: message };
-  }
-
-  @SubscribeMessage('hello')
-  hello(socket: WebSocket, message: RunnerMessage): void {
-    this.take(socket, message);
-  }
-
-  @SubscribeMessage('ready')
-  ready(socket: WebSocket, message: RunnerMessage): void {
-    this.take(socket, message);
-  }
-
-  @SubscribeMessage('running')
-  running(socket: WebSocket, message: RunnerMessage): void {
-    this.take(socket, message);
-  }
-
-  @SubscribeMessage('heartbeat')
-  heartbeat(socket: WebSocket, message: RunnerMessage): void {
-    this.take(socket, message);
-  }
-
-  @SubscribeMessage('completed')
-  completed(socket: WebSocket, message: RunnerMessage): void {
-    this.take(socket, message);
-  }
-
-  @SubscribeMessage('failed')
-  failed(socket: WebSocket, message: RunnerMessage): void {
-    this.take(socket, message);
-  }
-
-  @SubscribeMessage('canceled')
-  canceled(socket: WebSocket, message: RunnerMessage): void {
-    this.take(socket, message);
+    return { event: RUNNER_MESSAGE, data: message };
   }
 
   /**
-   * Queues the message on its connection: the handlers are called in the order the frames came,
-   * and the connection handles them one after the other in that order, each decided by
-   * RunnerMessages, after the ones before it.
+   * A runner message, of any type: queued on its connection, which handles its messages one after
+   * the other in the order they came (the adapter calls this in that order), each decided by
+   * RunnerMessages by its type.
    */
-  private take(socket: WebSocket, message: RunnerMessage): void {
+  @SubscribeMessage(RUNNER_MESSAGE)
+  message(socket: WebSocket, message: RunnerMessage): void {
     const connection = this.bySocket.get(socket);
     if (connection === undefined) throw new Error('a message on a socket the gateway does not know');
     connection.enqueue(() => this.messages.handle(connection, message));

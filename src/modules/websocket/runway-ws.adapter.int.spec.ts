@@ -38,7 +38,7 @@ class TestGateway implements OnGatewayInit<WebSocketServer>, OnGatewayConnection
           socket.send(JSON.stringify({ type: 'refused' }));
           return null;
         }
-        return { type: message.type, data: message };
+        return { event: message.type, data: message };
       },
     });
   }

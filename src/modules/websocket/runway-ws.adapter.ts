@@ -20,14 +20,15 @@ export interface SocketRoute<Context> {
    */
   admit(request: IncomingMessage): Promise<Context>;
   /**
-   * Reads one frame as it arrives: the message for the `@SubscribeMessage` handler its type
-   * names, or null when the frame was answered (or the socket closed) here instead.
+   * Reads one frame as it arrives: the message and the event whose `@SubscribeMessage` handler
+   * takes it, or null when the frame was answered (or the socket closed) here instead.
    */
   read(socket: WebSocket, data: RawData, isBinary: boolean): RoutedMessage | null;
 }
 
 export interface RoutedMessage {
-  type: string;
+  /** The handler's `@SubscribeMessage` name. */
+  event: string;
   data: unknown;
 }
 
@@ -50,7 +51,8 @@ export interface RunwayWsAdapterOptions {
 
 /** A socket's frames in flight to their handlers. */
 interface SocketState {
-  route: SocketRoute<unknown>;
+  readonly socket: WebSocket;
+  readonly route: SocketRoute<unknown>;
   /** Settles once the last frame's handler has returned: the next one waits for it. */
   last: Promise<void>;
 }
@@ -61,15 +63,19 @@ const SETTLED = Promise.resolve();
  * Nest's `ws` adapter with Runway's edge. One listener takes every upgrade on the application's
  * HTTP server: a URL that is not storable text is 400 and a path no gateway serves 404, both
  * problem+json; the gateway's route then admits or refuses the request (authentication, connect
- * limits) before the socket exists, and what it admitted reaches `handleConnection`. Frames are
- * JSON with a `type`: the route reads each on arrival (its rate limit and its refusals answer at
- * once), and its handler is called by type, one frame after the other in the order they came,
- * and the socket's disconnect after its frames. A handler's non-empty result is sent as JSON;
+ * limits) before the socket exists, and what it admitted reaches `handleConnection`. The route
+ * reads each frame on arrival (its rate limit and its refusals answer at once) and names the
+ * event it is for; that event's handler is called one frame after the other, in the order they
+ * came, and the socket's disconnect after its frames. A handler's non-empty result is sent as JSON;
  * what it throws goes to the gateway's exception filter, as with any Nest handler.
  */
 export class RunwayWsAdapter extends WsAdapter {
   private readonly servers = new Map<string, WebSocketServer>();
-  private readonly sockets = new WeakMap<WebSocket, SocketState>();
+  /**
+   * The socket being connected: Nest binds its handlers and its disconnect while the adapter
+   * emits `connection`, so the state is handed over here rather than kept in a map per socket.
+   */
+  private connecting: SocketState | null = null;
   private listening: Server | null = null;
 
   constructor(
@@ -96,21 +102,21 @@ export class RunwayWsAdapter extends WsAdapter {
   }
 
   override bindMessageHandlers(client: WebSocket, handlers: MessageMappingProperties[]): void {
-    const state = this.sockets.get(client);
-    if (state === undefined) return;
+    const state = this.connecting;
+    if (state?.socket !== client) return;
     client.on('message', (data: RawData, isBinary: boolean) => {
       const message = state.route.read(client, data, isBinary);
       if (message === null) return;
-      const handler = handlers.find((h) => h.message === message.type);
+      const handler = handlers.find((h) => h.message === message.event);
       if (handler === undefined) return;
       state.last = state.last.then(() => this.handle(client, handler, message));
     });
   }
 
   override bindClientDisconnect(client: WebSocket, callback: (...args: unknown[]) => void): void {
-    client.once('close', (...args: unknown[]) => {
-      void (this.sockets.get(client)?.last ?? SETTLED).then(() => callback(...args));
-    });
+    const state = this.connecting?.socket === client ? this.connecting : null;
+    // `close` comes once: `on`, without the wrapper `once` keeps per socket.
+    client.on('close', (...args: unknown[]) => void (state?.last ?? SETTLED).then(() => callback(...args)));
   }
 
   /** The gateways closed their sockets themselves (with their close codes) before this. */
@@ -126,7 +132,7 @@ export class RunwayWsAdapter extends WsAdapter {
 
   private async handle(client: WebSocket, handler: MessageMappingProperties, message: RoutedMessage): Promise<void> {
     try {
-      const result: unknown = await handler.callback(message.data, message.type);
+      const result: unknown = await handler.callback(message.data, message.event);
       if (result !== undefined && result !== null && client.readyState === client.OPEN) client.send(JSON.stringify(result));
     } catch (error) {
       // Only a filter that throws again gets here; the next frames go on.
@@ -158,8 +164,12 @@ export class RunwayWsAdapter extends WsAdapter {
       throw error;
     }
     server.handleUpgrade(request, socket, head, (ws) => {
-      this.sockets.set(ws, { route, last: SETTLED });
-      server.emit('connection', ws, request, context);
+      this.connecting = { socket: ws, route, last: SETTLED };
+      try {
+        server.emit('connection', ws, request, context);
+      } finally {
+        this.connecting = null;
+      }
     });
   }
 }
