@@ -351,9 +351,12 @@ export class LoopingRunner {
       this.runner.send({ type: 'running', job: job.id, attempt: job.attempt });
     } else if (frame.type === 'ack' && frame.of === 'running') {
       const job = frame.job as string;
-      setTimeout(() => this.runner.send({ type: 'completed', job, attempt: frame.attempt, exitCode: 0, stdout: 'ok\n' }), this.workMs(job));
+      setTimeout(() => {
+        // No heartbeat after the report: the job may be completed before its ack comes back.
+        this.release(job);
+        this.runner.send({ type: 'completed', job, attempt: frame.attempt, exitCode: 0, stdout: 'ok\n' });
+      }, this.workMs(job));
     } else if (frame.type === 'ack' && frame.of === 'completed') {
-      this.release(frame.job as string);
       this.completed++;
       if (!this.stopped) this.runner.send({ type: 'ready' });
     } else if (!(frame.type === 'welcome' || (frame.type === 'ack' && frame.of === 'heartbeat'))) {
