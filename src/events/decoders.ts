@@ -1,5 +1,4 @@
 import {
-  EventDecodeError,
   EventUnion,
   type StoredEvent,
   attempt,
@@ -134,26 +133,3 @@ export const decodeOrgEvent = (stored: StoredEvent): OrgEvent => ORG_EVENTS.deco
 export const decodeRunnerEvent = (stored: StoredEvent): RunnerEvent => RUNNER_EVENTS.decode(stored);
 /** A stored spec event as its current schema version, checked; EventDecodeError if it is not one. */
 export const decodeSpecEvent = (stored: StoredEvent): SpecEvent => SPEC_EVENTS.decode(stored);
-
-/** Any event of a stream Runway keeps. */
-export type StreamEvent = JobEvent | OrgEvent | RunnerEvent | SpecEvent;
-
-/** Each stream type's union, by the `stream_type` its streams are stored with. */
-const STREAM_DECODERS: Readonly<Record<string, (stored: StoredEvent) => StreamEvent>> = {
-  job: decodeJobEvent,
-  org: decodeOrgEvent,
-  runner: decodeRunnerEvent,
-  spec: decodeSpecEvent,
-};
-
-/**
- * A stored event of any stream, decoded as an event of its stream type's union (an event of
- * another union in that stream is refused, as is a stream type Runway does not keep).
- */
-export function decodeStreamEvent(stored: StoredEvent & { readonly streamType: string }): StreamEvent {
-  const decode = Object.hasOwn(STREAM_DECODERS, stored.streamType) ? STREAM_DECODERS[stored.streamType] : undefined;
-  if (decode === undefined) {
-    throw new EventDecodeError(stored, [{ field: 'streamType', actual: stored.streamType, reason: `"${stored.streamType}" is not a stream type Runway keeps` }]);
-  }
-  return decode(stored);
-}

@@ -1,5 +1,5 @@
 import { EventDecodeError, type StoredEvent } from './decode';
-import { JOB_EVENTS, ORG_EVENTS, RUNNER_EVENTS, SPEC_EVENTS, decodeJobEvent, decodeOrgEvent, decodeRunnerEvent, decodeSpecEvent, decodeStreamEvent } from './decoders';
+import { JOB_EVENTS, ORG_EVENTS, RUNNER_EVENTS, SPEC_EVENTS, decodeJobEvent, decodeOrgEvent, decodeRunnerEvent, decodeSpecEvent } from './decoders';
 import type { DomainEvent } from './envelope';
 import type { JobEvent, JobSubmittedData } from './job-events';
 import type { OrgEvent } from './org-events';
@@ -148,13 +148,6 @@ describe('decode: good rows', () => {
     expect(decodeJobEvent(row({ type: 'JobClaimed', schemaVersion: 1, data })).data).toEqual(data);
   });
 
-  it('reads each stream type with its own union', () => {
-    expect(decodeStreamEvent({ ...row(JOB_EXAMPLES.JobClaimed), streamType: 'job' }).type).toBe('JobClaimed');
-    expect(decodeStreamEvent({ ...row(ORG_EXAMPLES.OrgKeyRevoked), streamType: 'org' }).type).toBe('OrgKeyRevoked');
-    expect(decodeStreamEvent({ ...row(RUNNER_EXAMPLES.RunnerArchived), streamType: 'runner' }).type).toBe('RunnerArchived');
-    expect(decodeStreamEvent({ ...row(SPEC_EXAMPLES.SpecCreated), streamType: 'spec' }).type).toBe('SpecCreated');
-  });
-
   it('checks JobSubmitted at the version the upcasters lead to', () => {
     const { event } = JOB_EVENTS.read(row({ type: 'JobSubmitted', schemaVersion: 1, data: submittedData }));
     expect(event.schemaVersion).toBe(CURRENT_SCHEMA_VERSIONS.JobSubmitted);
@@ -232,13 +225,6 @@ describe('decode: bad rows are refused, naming the event and the field', () => {
     ]);
     expect(refusal(decodeJobEvent, row({ type: 'JobSubmitted', schemaVersion: 3, data: submittedData })).problems).toEqual([
       { field: 'schemaVersion', actual: 3, reason: 'JobSubmitted has no schema version 3 (this build reads up to 2)' },
-    ]);
-  });
-
-  it('an event in a stream of another type, or of a stream type Runway does not keep', () => {
-    expect(() => decodeStreamEvent({ ...row(ORG_EXAMPLES.OrgCreated), streamType: 'job' })).toThrow('"OrgCreated" is not a job event');
-    expect(refusal((stored) => decodeStreamEvent({ ...stored, streamType: 'counter' }), row(JOB_EXAMPLES.JobClaimed)).problems).toEqual([
-      { field: 'streamType', actual: 'counter', reason: '"counter" is not a stream type Runway keeps' },
     ]);
   });
 

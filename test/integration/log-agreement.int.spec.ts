@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import fc from 'fast-check';
 import { DomainError } from '../../src/common/errors';
-import type { DomainEvent } from '../../src/events/envelope';
+import { decodeOrgEvent, decodeRunnerEvent } from '../../src/events/decoders';
 import { AuditRepository } from '../../src/modules/audit/audit.repository';
 import { AuditService } from '../../src/modules/audit/audit.service';
 import type { StreamReport } from '../../src/modules/audit/divergence';
@@ -200,13 +200,13 @@ describe('every command of every stream: decide, append, fold, project and audit
 
   /** The fold the command handler decides on, from the stored log, and what the views say. */
   async function orgFoldMatchesView(orgId: string, label: unknown): Promise<void> {
-    const { state } = await commands.load(orgId, evolveOrg as (s: unknown, e: DomainEvent) => ReturnType<typeof evolveOrg>);
+    const { state } = await commands.load(orgId, evolveOrg, decodeOrgEvent);
     const { rows } = await t.db.query<{ plan: string; max_concurrency: number | null }>(`SELECT plan, max_concurrency FROM orgs WHERE id = $1`, [orgId]);
     expect({ label, plan: state?.plan, maxConcurrency: state?.maxConcurrency }).toEqual({ label, plan: rows[0].plan, maxConcurrency: rows[0].max_concurrency });
   }
 
   async function runnerFoldMatchesView(runnerId: string, label: unknown): Promise<void> {
-    const { state } = await commands.load(runnerId, evolveRunner as (s: unknown, e: DomainEvent) => ReturnType<typeof evolveRunner>);
+    const { state } = await commands.load(runnerId, evolveRunner, decodeRunnerEvent);
     const { rows } = await t.db.query<{ name: string; archived: boolean }>(`SELECT name, archived FROM runners WHERE id = $1`, [runnerId]);
     expect({ label, name: state?.name, archived: state?.archived }).toEqual({ label, name: rows[0].name, archived: rows[0].archived });
   }

@@ -3,7 +3,8 @@ import { ManualClock } from '../../src/common/clock';
 import { UuidV7Generator } from '../../src/common/ids';
 import type { JobSubmittedData } from '../../src/events/job-events';
 import { upcast } from '../../src/events/upcasters';
-import { type JobState, evolve } from '../../src/machines/job.machine';
+import { decodeJobEvent } from '../../src/events/decoders';
+import { evolve } from '../../src/machines/job.machine';
 import { CommandHandler } from '../../src/modules/event-store/command-handler';
 import { EventStore } from '../../src/modules/event-store/event-store';
 import { Liveness } from '../../src/modules/liveness/liveness';
@@ -296,7 +297,7 @@ describe('projections: views derived from the log, rebuilt and compared', () => 
     expect(stored.data).not.toHaveProperty('idempotency');
     expect(upcast(stored)).toMatchObject({ type: 'JobSubmitted', schemaVersion: 2, data: { ...v1, idempotency: null } });
 
-    const { state } = await t.app.get(CommandHandler).load<JobState, Parameters<typeof evolve>[1]>(jobId, evolve);
+    const { state } = await t.app.get(CommandHandler).load(jobId, evolve, decodeJobEvent);
     expect(state).toMatchObject({ jobId, status: 'pending', idempotency: null, cmd: ['make', 'bench'] });
     // The stored event still verifies: it is read as it was hashed.
     await expect(store.verifyStream(jobId)).resolves.toEqual({ valid: true, eventCount: 1 });

@@ -1,6 +1,8 @@
 import { auditCommand, type AuditJsonReport } from '../../src/commands/audit';
 import type { CommandContext } from '../../src/commands/context';
 import { rebuildProjections } from '../../src/commands/projections';
+import type { StoredEvent } from '../../src/events/decode';
+import { decodeOrgEvent, decodeRunnerEvent } from '../../src/events/decoders';
 import type { DomainEvent, EventMetadata } from '../../src/events/envelope';
 import type { OrgEvent } from '../../src/events/org-events';
 import type { RunnerEvent } from '../../src/events/runner-events';
@@ -35,8 +37,14 @@ describe('a log holding the null updates an earlier build appended', () => {
   const metadata: EventMetadata = { correlationId: 'old-build', causationId: null, actor: 'admin' };
 
   /** Appends `event` as the earlier build did: whatever it was, with the stream's inline views. */
-  async function appendAsBefore<S, E extends DomainEvent>(stream: { id: string; type: string }, evolve: (s: S | null, e: E) => S, project: typeof orgViews, event: E) {
-    await t.app.get(CommandHandler).execute<S, E>({ stream, evolve, decide: () => [event], project: (tx, envelopes) => project.apply(tx, envelopes), metadata });
+  async function appendAsBefore<S, E extends DomainEvent>(
+    stream: { id: string; type: string },
+    evolve: (s: S | null, e: E) => S,
+    decode: (stored: StoredEvent) => E,
+    project: typeof orgViews,
+    event: E,
+  ) {
+    await t.app.get(CommandHandler).execute<S, E>({ stream, evolve, decode, decide: () => [event], project: (tx, envelopes) => project.apply(tx, envelopes), metadata });
   }
 
   async function auditLog(): Promise<AuditJsonReport> {
@@ -55,9 +63,9 @@ describe('a log holding the null updates an earlier build appended', () => {
     // (This process caches the state it folds after an append; it is the state this build reads them as.)
     const orgFold = (state: Org | null, event: OrgEvent) => evolveOrg(state, upcast(event));
     const runnerFold = (state: Runner | null, event: RunnerEvent) => evolveRunner(state, upcast(event));
-    await appendAsBefore({ id: org.id, type: ORG_STREAM }, orgFold, orgViews, orgNull);
-    await appendAsBefore({ id: org.id, type: ORG_STREAM }, orgFold, orgViews, orgNullAndLimit);
-    await appendAsBefore({ id: runner.id, type: RUNNER_STREAM }, runnerFold, runnerViews, runnerNull);
+    await appendAsBefore({ id: org.id, type: ORG_STREAM }, orgFold, decodeOrgEvent, orgViews, orgNull);
+    await appendAsBefore({ id: org.id, type: ORG_STREAM }, orgFold, decodeOrgEvent, orgViews, orgNullAndLimit);
+    await appendAsBefore({ id: runner.id, type: RUNNER_STREAM }, runnerFold, decodeRunnerEvent, runnerViews, runnerNull);
 
     // Stored as they were sent, never rewritten: their hashes cover them.
     const stored = await t.db.query<{ stream_id: string; type: string; data: unknown }>(
@@ -84,8 +92,8 @@ describe('a log holding the null updates an earlier build appended', () => {
 
     // The folds the deciders start from read them as no-ops too, so the streams go on.
     const commands = t.app.get(CommandHandler);
-    expect((await commands.load<Org, OrgEvent>(org.id, evolveOrg)).state).toMatchObject({ plan: 'team', maxConcurrency: null });
-    expect((await commands.load<Runner, RunnerEvent>(runner.id, evolveRunner)).state).toMatchObject({ name: 'Runner' });
+    expect((await commands.load<Org, OrgEvent>(org.id, evolveOrg, decodeOrgEvent)).state).toMatchObject({ plan: 'team', maxConcurrency: null });
+    expect((await commands.load<Runner, RunnerEvent>(runner.id, evolveRunner, decodeRunnerEvent)).state).toMatchObject({ name: 'Runner' });
     await t.http.patch(`/v1/orgs/${org.id}`).set(admin).send({ plan: 'team' }).expect(200);
     await t.http.patch(`/v1/orgs/${org.id}`).set(admin).send({ plan: 'free', maxConcurrency: 2 }).expect(200);
     await t.http.patch(`/v1/runners/${runner.id}`).set(admin).send({ name: 'Runner' }).expect(200);

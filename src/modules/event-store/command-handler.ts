@@ -2,7 +2,6 @@ import { Injectable } from '@nestjs/common';
 import { ConcurrencyError } from '../../common/errors';
 import { type DomainEvent, type EventEnvelope, type EventMetadata, GENESIS_HASH } from '../../events/envelope';
 import type { StoredEvent } from '../../events/decode';
-import { decodeStreamEvent } from '../../events/decoders';
 import { Db, type Sql } from '../database/db';
 import { CommitSignal } from './commit-signal';
 import { EventStore } from './event-store';
@@ -11,11 +10,8 @@ export interface Command<S, E extends DomainEvent> {
   stream: { id: string; type: string };
   /** How one event changes the stream's state (the stream's own fold). */
   evolve: (state: S | null, event: E) => S;
-  /**
-   * How a stored event of the stream is read: upcast and checked (its union's decode in
-   * events/decoders). Without it, as an event of its stream type (`decodeStreamEvent`).
-   */
-  decode?: (stored: StoredEvent) => E;
+  /** How a stored event of the stream is read: upcast and checked (its union's decode in events/decoders). */
+  decode: (stored: StoredEvent) => E;
   /** What the command appends, given the current state; throws a DomainError to refuse. */
   decide: (state: S | null) => readonly E[];
   /**
@@ -36,12 +32,6 @@ export interface CommandResult<S, E extends DomainEvent> {
   envelopes: EventEnvelope<E>[];
   version: number;
 }
-
-/**
- * A stored event decoded as an event of its stream type, for a fold that names no decoder: the
- * fold of a stream takes its stream type's union (the one cast between the two).
- */
-const byStreamType = <E extends DomainEvent>(stored: EventEnvelope): E => decodeStreamEvent(stored) as E;
 
 /** How often a command is decided again after another writer appended first. */
 const MAX_ATTEMPTS = 8;
@@ -99,14 +89,11 @@ export class CommandHandler {
     private readonly signal: CommitSignal,
   ) {}
 
-  /**
-   * Reads and folds the stream (never from the cache). Without `decode`, each event is decoded as
-   * an event of its stream type (`decodeStreamEvent`), which `evolve` must take.
-   */
+  /** Reads and folds the stream (never from the cache), each event read with `decode`. */
   async load<S, E extends DomainEvent>(
     streamId: string,
     evolve: (state: S | null, event: E) => S,
-    decode: (stored: EventEnvelope) => E = byStreamType,
+    decode: (stored: StoredEvent) => E,
   ): Promise<{ state: S | null; version: number }> {
     const loaded = await this.read(streamId, evolve, decode);
     return { state: loaded.state, version: loaded.version };
@@ -114,7 +101,7 @@ export class CommandHandler {
 
   async execute<S, E extends DomainEvent>(command: Command<S, E>, options: { newStream?: boolean } = {}): Promise<CommandResult<S, E>> {
     const streamId = command.stream.id;
-    const decode = command.decode ?? byStreamType;
+    const { decode } = command;
     for (let attempt = 1; ; attempt++) {
       // The first try may start from what this process knows. Only an append checks that guess,
       // so a guess that decides anything else (a refusal, nothing to do) is decided again on
@@ -158,7 +145,7 @@ export class CommandHandler {
   private async read<S, E extends DomainEvent>(
     streamId: string,
     evolve: (state: S | null, event: E) => S,
-    decode: (stored: EventEnvelope) => E,
+    decode: (stored: StoredEvent) => E,
   ): Promise<Loaded<S>> {
     const envelopes = await this.store.readStream(streamId);
     let state: S | null = null;
