@@ -1,7 +1,8 @@
 import { Injectable } from '@nestjs/common';
-import { sqlIn } from '../../common/sql-literals';
+import { sqlIn, sqlLiterals } from '../../common/sql-literals';
 import type { Plan } from '../../events/job-events';
 import { plansWith } from '../../events/plans';
+import { statusesTaking } from '../../machines/job.machine';
 import { Db } from '../database/db';
 import { type InFlightCounts, type PendingJob, ipKey } from './queue-order';
 import { type SpecLoad, limitGroup } from './queue-view';
@@ -32,6 +33,9 @@ export interface QueueSnapshot {
  * - the mean run time of the last 20 jobs that ran on the spec.
  */
 const IP_PLANS = plansWith('ipInFlightLimit');
+/** The statuses a runner holds a job in (in flight), as the machine says. */
+const HELD = sqlLiterals(statusesTaking('heartbeat'));
+
 const CONTEXT = `
   WITH queued AS (
     SELECT j.org_id, j.source_ip, o.plan FROM jobs j JOIN orgs o ON o.id = j.org_id
@@ -40,7 +44,7 @@ const CONTEXT = `
     SELECT j.org_id, j.source_ip, ${sqlIn('o.plan', IP_PLANS)} AS unclaimed,
            GREATEST(0, COALESCE(extract(epoch FROM ($2::timestamptz - j.started_at)) * 1000, 0))::float8 AS elapsed_ms
       FROM jobs j JOIN orgs o ON o.id = j.org_id
-     WHERE j.status IN ('claimed', 'running')
+     WHERE j.status IN (${HELD})
   ), spec_runners AS (
     SELECT r.id, COALESCE(st.connected, false) AS connected
       FROM runners r JOIN runner_specs rs ON rs.runner_id = r.id
@@ -67,7 +71,7 @@ const CONTEXT = `
     (SELECT count(*) FROM spec_runners)::int AS runners,
     (SELECT count(*) FROM spec_runners WHERE connected)::int AS connected,
     (SELECT COALESCE(array_agg(GREATEST(0, COALESCE(extract(epoch FROM ($2::timestamptz - j.started_at)) * 1000, 0))::float8), '{}')
-       FROM spec_runners r JOIN jobs j ON j.runner_id = r.id AND j.status IN ('claimed', 'running')) AS busy_elapsed_ms,
+       FROM spec_runners r JOIN jobs j ON j.runner_id = r.id AND j.status IN (${HELD})) AS busy_elapsed_ms,
     (SELECT (avg(extract(epoch FROM (finished_at - started_at))) * 1000)::float8 FROM last_runs) AS mean_run_ms`;
 
 interface PendingRow {

@@ -1,5 +1,7 @@
 import { Injectable } from '@nestjs/common';
 import { UUID_PATTERN } from '../../common/ids';
+import { sqlLiterals } from '../../common/sql-literals';
+import { statusesTaking } from '../../machines/job.machine';
 import { Db } from '../database/db';
 
 export interface RunnerRow {
@@ -16,11 +18,14 @@ export interface RunnerRow {
   fingerprint: Record<string, unknown> | null;
 }
 
+/** The statuses a runner holds a job in (its current job), as the machine says. */
+const HELD = sqlLiterals(statusesTaking('heartbeat'));
+
 const SELECT_RUNNERS = `
   SELECT r.id, r.slug, r.name, r.archived, r.created_at, r.updated_at,
          COALESCE((SELECT array_agg(s.slug ORDER BY s.slug) FROM runner_specs rs JOIN specs s ON s.id = rs.spec_id
                     WHERE rs.runner_id = r.id), '{}') AS specs,
-         (SELECT j.id FROM jobs j WHERE j.runner_id = r.id AND j.status IN ('claimed', 'running')
+         (SELECT j.id FROM jobs j WHERE j.runner_id = r.id AND j.status IN (${HELD})
            ORDER BY j.claimed_at DESC LIMIT 1) AS current_job,
          COALESCE(st.connected, false) AS connected, st.last_seen_at, st.fingerprint
     FROM runners r LEFT JOIN runner_status st ON st.runner_id = r.id`;
