@@ -195,6 +195,8 @@ describe('EventStore (PostgreSQL)', () => {
     // The fast event is committed with a higher position, but the slow one may still commit below it.
     const whileSlowRuns = await store.readAll(before, 100);
     expect(whileSlowRuns.events.map((e) => e.streamId)).not.toContain(fast.id);
+    // ... and the reader is told that a committed event waits behind the gate.
+    expect(whileSlowRuns.heldBack).toBe(true);
 
     releaseSlow();
     const slowResult = await slowTx;

@@ -315,27 +315,33 @@ export class EventStore {
   /**
    * The next batch of the whole log after `after`, in log order, taking only events whose
    * transaction is older than every transaction still running: an event committed later can
-   * never land before a position a reader has passed. `appendsExcluded`: the caller holds a lock
-   * that no append can pass (see ProjectionRebuilder), so every event is committed and the gate
-   * is dropped.
+   * never land before a position a reader has passed. `heldBack`: committed events after the
+   * batch were left for later because a transaction older than theirs still runs (the gate is the
+   * oldest running transaction of the whole server, so it may be another database's); a reader
+   * that waits for commits looks again soon rather than at its next idle poll. `appendsExcluded`:
+   * the caller holds a lock that no append can pass (see ProjectionRebuilder), so every event is
+   * committed and the gate is dropped.
    */
   async readAll(
     after: LogPosition,
     limit: number,
     sql: Sql = this.db,
     options: { appendsExcluded?: boolean } = {},
-  ): Promise<{ events: EventEnvelope[]; last: LogPosition; positions: LogPosition[] }> {
-    const gate = options.appendsExcluded ? '' : 'transaction_id < pg_snapshot_xmin(pg_current_snapshot()) AND';
-    const result = await sql.query<EventRow>(
-      `SELECT ${EVENT_COLUMNS} FROM events
-        WHERE ${gate} (transaction_id, global_position) > ($1::xid8, $2::bigint)
+  ): Promise<{ events: EventEnvelope[]; last: LogPosition; positions: LogPosition[]; heldBack: boolean }> {
+    // Log order is transaction order, so the events past the gate come after every event before
+    // it: the batch is the rows up to the first one past the gate.
+    const gate = options.appendsExcluded ? 'true' : 'transaction_id < pg_snapshot_xmin(pg_current_snapshot())';
+    const result = await sql.query<EventRow & { passed: boolean }>(
+      `SELECT ${EVENT_COLUMNS}, ${gate} AS passed FROM events
+        WHERE (transaction_id, global_position) > ($1::xid8, $2::bigint)
         ORDER BY events.transaction_id, events.global_position
         LIMIT $3`,
       [after.transactionId, after.globalPosition, limit],
     );
-    const rows = result.rows;
+    const held = result.rows.findIndex((row) => !row.passed);
+    const rows = held === -1 ? result.rows : result.rows.slice(0, held);
     const positions = rows.map((row) => ({ transactionId: row.transaction_id, globalPosition: Number(row.global_position) }));
-    return { events: rows.map(toEnvelope), last: positions[positions.length - 1] ?? after, positions };
+    return { events: rows.map(toEnvelope), last: positions[positions.length - 1] ?? after, positions, heldBack: held !== -1 };
   }
 
   /**

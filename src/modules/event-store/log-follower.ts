@@ -46,10 +46,18 @@ export interface FollowerStatus {
   /** The last event handled, and when. */
   lastEvent: { id: string; globalPosition: number; occurredAt: string } | null;
   lastHandledAt: Date | null;
+  /**
+   * Whether its last read of the log left committed events behind the gate (an older
+   * transaction still ran): it reads again soon, without waiting for a notify or its idle poll.
+   */
+  heldBack: boolean;
   /** Failures since the last batch that went through, and the last one's message. */
   failures: number;
   lastError: string | null;
 }
+
+/** The first wait before reading again when events were held back by the gate (see `heldBack`). */
+const HELD_BACK_FIRST_MS = 5;
 
 /** A timer that a `ring()` ends early; a ring while nobody waits ends the next wait at once. */
 export class Bell {
@@ -92,6 +100,13 @@ export class LogFollower {
   private readonly halt = new Bell();
   /** The delay before retrying after a failure; starts again from the shortest once a read of the log goes through. */
   private readonly backoff: Backoff;
+  /**
+   * The wait before reading again while committed events are held back behind an older
+   * transaction still running (EventStore.readAll's `heldBack`): from a few milliseconds, doubling
+   * up to the idle poll, so a reader neither waits a whole idle poll for events already committed
+   * nor spins while a long transaction (in any database of the server) holds the gate.
+   */
+  private readonly heldBack: Backoff;
   private running: Promise<void> | null = null;
   private stopping = false;
   private state: FollowerStatus = {
@@ -100,6 +115,7 @@ export class LogFollower {
     checkpoint: null,
     lastEvent: null,
     lastHandledAt: null,
+    heldBack: false,
     failures: 0,
     lastError: null,
   };
@@ -114,6 +130,8 @@ export class LogFollower {
     this.clock = clock ?? new SystemClock();
     this.logger = new Logger(`LogFollower ${options.name}`);
     this.backoff = new Backoff(options.retryInitialMs, options.retryMaxMs);
+    const idle = Math.max(1, options.idlePollMs);
+    this.heldBack = new Backoff(Math.min(HELD_BACK_FIRST_MS, idle), idle);
   }
 
   /** Starts following in the background (contending for leadership first). */
@@ -187,10 +205,12 @@ export class LogFollower {
             this.state.lastEvent = { id: last.id, globalPosition: last.globalPosition, occurredAt: last.occurredAt };
             this.state.lastHandledAt = this.clock.now();
           }
+          this.state.heldBack = batch.heldBack;
           this.state.failures = 0;
           this.backoff.reset();
           if (batch.events.length < this.options.batchSize) {
-            await this.poll.wait(this.options.idlePollMs);
+            if (!batch.heldBack) this.heldBack.reset();
+            await this.poll.wait(batch.heldBack ? this.heldBack.next() : this.options.idlePollMs);
             // Real time, not the injected clock: the waits are real timers either way.
             const early = (this.options.coalesceMs ?? 0) - (performance.now() - readAt);
             if (early > 0 && active()) await this.halt.wait(early);

@@ -368,6 +368,30 @@ describe('Relay (PostgreSQL + NATS JetStream)', () => {
     expectExactlyOnceInOrder(consumer.received, [before, ...after]);
   });
 
+  it('reads again soon, with no notify, once a transaction that held committed events back ends', async () => {
+    const relay = newRelay({ idlePollMs: 60_000 });
+    relay.start();
+    const consumer = await waitFor(() => relay.lag().checkpoint !== null).then(readStream);
+    // A transaction with an id, open on a connection of its own: the events committed after it
+    // began are behind the gate until it ends.
+    const blocker = await database.db.pool.connect();
+    try {
+      await blocker.query('BEGIN');
+      await blocker.query('SELECT pg_current_xact_id()');
+      const held = await workload(2);
+      relay.notify();
+      await waitFor(() => relay.lag().heldBack, 5_000, () => 'the relay never read past the open transaction');
+      expect(consumer.received.map((r) => r.msgId)).not.toContain(held[0].id);
+      await blocker.query('COMMIT');
+      // No notify and an idle poll of a minute: only the held-back retry can bring them now.
+      await consumer.until(held.map((e) => e.id), 5_000);
+      expectExactlyOnceInOrder(consumer.received, held);
+    } finally {
+      await blocker.query('ROLLBACK').catch(() => undefined);
+      blocker.release();
+    }
+  });
+
   it('widens the duplicate window of a stream that exists with a shorter one, keeping its messages', async () => {
     const jsm = await jetstreamManager(reader);
     await jsm.streams.add({ name: stream, subjects: [subjects.allJobEvents()], storage: StorageType.File });

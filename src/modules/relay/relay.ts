@@ -26,6 +26,8 @@ export interface RelayLag {
   lastPublishedAt: Date | null;
   /** The position this instance last saved (or resumed from). */
   checkpoint: LogPosition | null;
+  /** Whether its last read left committed events behind an older running transaction (FollowerStatus). */
+  heldBack: boolean;
   /** Failures since the last batch that went through, and the last one's message. */
   failures: number;
   lastError: string | null;
@@ -104,8 +106,8 @@ export class Relay {
   }
 
   lag(): RelayLag {
-    const { leader, terms, checkpoint, failures, lastError } = this.follower.status();
-    return { leader, terms, lastPublished: this.lastPublished, lastPublishedAt: this.lastPublishedAt, checkpoint, failures, lastError };
+    const { leader, terms, checkpoint, heldBack, failures, lastError } = this.follower.status();
+    return { leader, terms, lastPublished: this.lastPublished, lastPublishedAt: this.lastPublishedAt, checkpoint, heldBack, failures, lastError };
   }
 
   /** Publishes a batch, each event acked before the next, then saves the checkpoint. */
