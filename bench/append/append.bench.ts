@@ -10,7 +10,7 @@ import { performance } from 'node:perf_hooks';
 import { Logger } from '@nestjs/common';
 import type { Pool } from 'pg';
 import { COMMON_FLAGS, parseFlags } from '../support/args';
-import { benchPool, onServer, withDatabase } from '../support/postgres';
+import { benchPool, onServer, withDatabase, withBenchmarkServer } from '../support/postgres';
 import { type Provenance, collectProvenance, provenanceLine } from '../support/provenance';
 import { median, percentile, printTable } from '../support/stats';
 import { SystemClock } from '#src/common/clock';
@@ -229,7 +229,7 @@ async function main(): Promise<void> {
   }
 }
 
-main().catch((error: unknown) => {
+withBenchmarkServer(main).catch((error: unknown) => {
   console.error(error);
   process.exitCode = 1;
 });

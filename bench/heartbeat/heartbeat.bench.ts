@@ -20,7 +20,7 @@ import { BenchChild } from '../support/child';
 import { ProcessCpu } from '../support/cpu';
 import { HttpClient } from '../support/http';
 import { InspectorSession } from '../support/inspector';
-import { type DatabaseCounters, DatabaseCounterProbe, waitForNoWrites } from '../support/postgres';
+import { type DatabaseCounters, DatabaseCounterProbe, waitForNoWrites, withBenchmarkServer } from '../support/postgres';
 import { type Provenance, collectProvenance, provenanceLine } from '../support/provenance';
 import { BenchDeployment, NATS_URL, UNTHROTTLED_ENV } from '../support/runway-deployment';
 import { BENCH_ADMIN_TOKEN, type RunwayServer, freePort } from '../support/runway-server';
@@ -545,7 +545,7 @@ function report(options: Options, provenance: Provenance, results: readonly Rate
   }
 }
 
-main().then(
+withBenchmarkServer(main).then(
   // Whatever is still open (a keep-alive connection) must not keep it running.
   () => process.exit(0),
   (error: unknown) => {

@@ -19,7 +19,7 @@ import { join } from 'node:path';
 import type { WorkerEvents } from 'graphile-worker';
 import { HttpClient } from '../support/http';
 import { DEFAULT_PEER_SETTINGS, type PeerProducer, type PeerVariant, newEvents, startPeerProducer, startPeerWorker } from '../support/peers';
-import { dropDatabase, freshDatabase } from '../support/postgres';
+import { dropDatabase, freshDatabase, withBenchmarkServer } from '../support/postgres';
 import { INTERFACES_NOTE, type Provenance, collectProvenance, provenanceLine } from '../support/provenance';
 import { type Frame, type PushedJob, RunnerSocket } from '../support/runner-socket';
 import { COMMON_FLAGS, counts, parseFlags, pick } from '../support/args';
@@ -408,7 +408,7 @@ async function main(): Promise<void> {
   }
 }
 
-main().then(
+withBenchmarkServer(main).then(
   // Whatever is still open (a helper's socket, a keep-alive connection) must not keep it running.
   () => process.exit(0),
   (error: unknown) => {

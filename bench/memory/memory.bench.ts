@@ -21,6 +21,7 @@ import { BenchDeployment, NATS_URL, UNTHROTTLED_ENV } from '../support/runway-de
 import { type RunwayServer, freePort } from '../support/runway-server';
 import { createTenant } from '../support/runway-tenant';
 import { epochMs, median, printTable, sleep, thousands } from '../support/stats';
+import { withBenchmarkServer } from '../support/postgres';
 
 const DB_NAME = 'runway_bench_memory';
 
@@ -252,7 +253,7 @@ function main(): Promise<void> {
   })();
 }
 
-main().then(
+withBenchmarkServer(main).then(
   // Whatever is still open (a keep-alive connection) must not keep it running.
   () => process.exit(0),
   (error: unknown) => {

@@ -23,7 +23,7 @@ import { ALL_PROJECTIONS, ASYNC_PROJECTIONS, checkpointName } from '#src/modules
 import { HISTORY_VERSION, type HistoryReport, writeHistory } from './history';
 import { TimedDb } from './sql-timer';
 import { COMMON_FLAGS, parseFlags } from '../support/args';
-import { SERVER_URL, withDatabase } from '../support/postgres';
+import { SERVER_URL, withDatabase, withBenchmarkServer } from '../support/postgres';
 import { collectProvenance, provenanceLine } from '../support/provenance';
 import { median } from '../support/stats';
 
@@ -422,7 +422,7 @@ async function main(): Promise<void> {
   }
 }
 
-main().catch((error: unknown) => {
+withBenchmarkServer(main).catch((error: unknown) => {
   console.error(error);
   process.exitCode = 1;
 });

@@ -47,9 +47,12 @@ export function describePeer(kind: PeerKind, variant: PeerVariant, settings: Pee
     : `pg-boss 12: localConcurrency N, batchSize ${settings.bossBatchSize}, burstWhenBatchFull, useListenNotify + queue notify: true, pool 10`;
 }
 
+/** graphile-worker's `maxPoolSize` when it is not set. */
+const GRAPHILE_DEFAULT_POOL = 10;
+
 /** The docs: "10 or concurrentJobs + 2, whichever is larger". */
 function graphilePoolSize(concurrency: number): number {
-  return Math.max(10, concurrency + 2);
+  return Math.max(GRAPHILE_DEFAULT_POOL, concurrency + 2);
 }
 
 /** A running worker side of a peer: `stop()` shuts it down gracefully. */
@@ -72,22 +75,26 @@ export async function startPeerWorker(
 ): Promise<PeerWorker> {
   if (kind === 'graphile') {
     const tuned = variant === 'tuned';
+    // The workers' pool is ours (graphile-worker's own `maxPoolSize` default of 10, or the tuned
+    // size), so its connections' errors are heard after the runner stops: the database is dropped
+    // right after, and a connection still closing would report its termination to nobody.
+    const pool = benchPool({ connectionString: url, max: tuned ? graphilePoolSize(concurrency) : GRAPHILE_DEFAULT_POOL });
     const runner: Runner = await run({
-      connectionString: url,
+      pgPool: pool,
       concurrency,
       noHandleSignals: true,
       logger: silentLogger,
       parsedCronItems: [],
       taskList: { [QUEUE]: async () => onJob() },
       ...(events === undefined ? {} : { events }),
-      ...(tuned
-        ? {
-            maxPoolSize: graphilePoolSize(concurrency),
-            preset: { worker: { localQueue: { size: settings.graphileLocalQueue }, completeJobBatchDelay: 0, failJobBatchDelay: 0 } },
-          }
-        : {}),
+      ...(tuned ? { preset: { worker: { localQueue: { size: settings.graphileLocalQueue }, completeJobBatchDelay: 0, failJobBatchDelay: 0 } } } : {}),
     });
-    return { stop: () => runner.stop() };
+    return {
+      stop: async () => {
+        await runner.stop();
+        await pool.end();
+      },
+    };
   }
   const tuned = variant === 'tuned';
   const boss = new PgBoss(tuned ? { connectionString: url, useListenNotify: true } : { connectionString: url });

@@ -23,6 +23,34 @@ export function benchPool(config: PoolConfig): Pool {
   return pool;
 }
 
+/** The advisory lock a benchmark holds on its server while it runs (any 64-bit key of ours). */
+const BENCHMARK_LOCK = 7_262_170_001;
+
+/**
+ * Runs `benchmark` once no other benchmark runs on this PostgreSQL server, holding the server for
+ * it: a session advisory lock on a connection of its own, let go when the benchmark ends (or by
+ * PostgreSQL when the connection does, however the process ends). The benchmarks' databases have
+ * fixed names (rebuild keeps its generated history between runs) and each one's figures mean
+ * something only on a server nothing else loads, so two runs at once (a full run and a smoke run,
+ * say) take turns instead of dropping each other's databases. `npm run bench` runs each benchmark
+ * in a process of its own, each taking the server in turn.
+ */
+export async function withBenchmarkServer<T>(benchmark: () => Promise<T>): Promise<T> {
+  const client = new Client({ connectionString: SERVER_URL, application_name: 'runway-bench-lock' });
+  client.on('error', (error) => console.error(`benchmark lock connection: ${error.message}`));
+  await client.connect();
+  try {
+    const { rows } = await client.query<{ held: boolean }>('SELECT pg_try_advisory_lock($1) AS held', [BENCHMARK_LOCK]);
+    if (!rows[0].held) {
+      console.log('another benchmark runs on this PostgreSQL server; waiting for it to finish');
+      await client.query('SELECT pg_advisory_lock($1)', [BENCHMARK_LOCK]);
+    }
+    return await benchmark();
+  } finally {
+    await client.end().catch(() => undefined);
+  }
+}
+
 /** Runs one statement on the server's maintenance database (SERVER_URL). */
 export async function onServer<T extends Record<string, unknown> = Record<string, unknown>>(sql: string, params: unknown[] = []): Promise<T[]> {
   const client = new Client({ connectionString: SERVER_URL, application_name: 'runway-bench' });

@@ -21,7 +21,7 @@ import { BenchChild } from '../support/child';
 import { HttpClient } from '../support/http';
 import { DEFAULT_PEER_SETTINGS, type PeerKind, type PeerProducer, type PeerSettings, type PeerVariant, describePeer, startPeerProducer } from '../support/peers';
 import { ProcessCpu, ownCpuSince } from '../support/cpu';
-import { type DatabaseUsage, benchPool, databaseSampler, dropDatabase, freshDatabase } from '../support/postgres';
+import { type DatabaseUsage, benchPool, databaseSampler, dropDatabase, freshDatabase, withBenchmarkServer } from '../support/postgres';
 import { INTERFACES_NOTE, collectProvenance, provenanceLine } from '../support/provenance';
 import { COMMON_FLAGS, counts, parseFlags, pick } from '../support/args';
 import { NATS_URL, UNTHROTTLED_ENV, deleteJetStream } from '../support/runway-deployment';
@@ -557,7 +557,7 @@ function main(): Promise<void> {
   })();
 }
 
-main().then(
+withBenchmarkServer(main).then(
   // Whatever is still open (a helper's socket, a keep-alive connection) must not keep it running.
   () => process.exit(0),
   (error: unknown) => {
