@@ -8,6 +8,14 @@ export interface NatsBusOptions {
   reconnectTimeWaitMs?: number;
 }
 
+/** A publish waiting for the end of this turn of the event loop (see `NatsBus.publish`). */
+interface PendingPublish {
+  subject: string;
+  bytes: Uint8Array;
+  resolve: () => void;
+  reject: (error: Error) => void;
+}
+
 /** How long `close` lets a drain run (it waits for the server) before it just closes. */
 const DRAIN_LIMIT_MS = 2_000;
 
@@ -22,6 +30,8 @@ export class NatsBus extends Bus {
   private readonly logger = new Logger(NatsBus.name);
   private closing: Promise<void> | null = null;
   private readonly connectionListeners = new Set<(connected: boolean) => void>();
+  /** Publishes of this turn of the event loop, in the order they were made. */
+  private pending: PendingPublish[] = [];
 
   private constructor(readonly connection: NatsConnection) {
     super();
@@ -41,16 +51,36 @@ export class NatsBus extends Bus {
     return bus;
   }
 
+  /**
+   * Publishes at the end of this turn of the event loop (`setImmediate`), together with every
+   * other publish of the turn, in order: the client writes what was published in one microtask
+   * with one write to the socket, so a turn that handled many runners' frames (heartbeats from
+   * many sockets, each its own I/O callback) costs one write instead of one per frame. The
+   * heartbeat benchmark measured one write per heartbeat as a tenth of the server's CPU. Resolves
+   * once the message is with the client (it buffers while disconnected), as before.
+   */
   async publish(subject: string, payload: Uint8Array | object): Promise<void> {
     assertSubject(subject, { wildcards: false });
     const bytes = encodePayload(payload);
     if (this.closing !== null || this.connection.isClosed()) throw new BusClosedError();
-    try {
-      this.connection.publish(subject, bytes);
-    } catch (error) {
-      throw new BusPublishError(subject, { cause: error });
-    }
+    return new Promise<void>((resolve, reject) => {
+      if (this.pending.push({ subject, bytes, resolve, reject }) === 1) setImmediate(this.publishPending);
+    });
   }
+
+  /** Hands this turn's publishes to the client, one after the other. */
+  private readonly publishPending = (): void => {
+    const batch = this.pending;
+    this.pending = [];
+    for (const message of batch) {
+      try {
+        this.connection.publish(message.subject, message.bytes);
+        message.resolve();
+      } catch (error) {
+        message.reject(this.connection.isClosed() ? new BusClosedError() : new BusPublishError(message.subject, { cause: error }));
+      }
+    }
+  };
 
   subscribe(subject: string, handler: BusHandler, options: SubscribeOptions = {}): Subscription {
     assertSubject(subject, { wildcards: true });
@@ -79,6 +109,7 @@ export class NatsBus extends Bus {
 
   async flush(): Promise<void> {
     if (this.closing !== null || this.connection.isClosed()) throw new BusClosedError();
+    this.publishPending();
     await this.connection.flush();
   }
 
@@ -93,6 +124,8 @@ export class NatsBus extends Bus {
   }
 
   private async shutdown(): Promise<void> {
+    // What was published before the close still goes (or fails as closed).
+    this.publishPending();
     if (this.connection.isClosed()) return;
     let timer: NodeJS.Timeout | undefined;
     const limit = new Promise<void>((resolve) => (timer = setTimeout(resolve, DRAIN_LIMIT_MS)));
