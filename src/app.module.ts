@@ -14,7 +14,6 @@ import { EventStoreModule } from './modules/event-store/event-store.module';
 import { EventsFeedModule } from './modules/events-feed/events-feed.module';
 import { GatewayModule } from './modules/gateway/gateway.module';
 import { HealthModule } from './modules/health/health.module';
-import { HttpModule } from './modules/http/http.module';
 import { ProblemFilter } from './modules/http/problem.filter';
 import { JobsCoreModule } from './modules/jobs/jobs-core.module';
 import { JobsModule } from './modules/jobs/jobs.module';
@@ -72,7 +71,6 @@ export class AppModule {
         EventStoreModule,
         MessagingModule.forRoot(),
         AuthModule,
-        HttpModule,
         MetricsModule,
         HealthModule,
         JobsCoreModule,

@@ -11,6 +11,7 @@ import type { RunwayConfig } from './config/config';
 import { answerNodeErrorsWithProblems, checkJsonBody, checkUrl, clientErrors } from './modules/http/edge';
 import { problem, sendProblem } from './modules/http/problem';
 import { validationPipe } from './modules/http/validation';
+import { RunwayWsAdapter } from './modules/websocket/runway-ws.adapter';
 
 export const LOG_LEVELS: Record<RunwayConfig['logLevel'], LogLevel[]> = {
   error: ['fatal', 'error'],
@@ -30,7 +31,8 @@ export interface AppOptions {
 
 /**
  * Builds the HTTP application: URL and body checks at the edge (modules/http/edge), body limits,
- * validation, problem+json errors (every one, Express's and Node's own too), OpenAPI.
+ * validation, problem+json errors (every one, Express's and Node's own too), OpenAPI, and the
+ * WebSocket gateways on RunwayWsAdapter (upgrades refused with problem+json).
  */
 export async function createApp(config: RunwayConfig, options: AppOptions): Promise<NestExpressApplication> {
   const app = await NestFactory.create<NestExpressApplication>(
@@ -45,6 +47,7 @@ export async function createApp(config: RunwayConfig, options: AppOptions): Prom
   app.use(requireJsonBodies);
   app.use(checkJsonBody);
   app.useGlobalPipes(validationPipe());
+  app.useWebSocketAdapter(new RunwayWsAdapter(app, { maxPayload: config.maxMessageBytes }));
   app.enableShutdownHooks();
 
   const document = SwaggerModule.createDocument(

@@ -1,8 +1,8 @@
 import type { IncomingMessage } from 'node:http';
-import type { Duplex } from 'node:stream';
-import { type BeforeApplicationShutdown, Injectable, Logger, type OnApplicationBootstrap } from '@nestjs/common';
-import { type WebSocket, WebSocketServer } from 'ws';
-import { DomainError } from '../../common/errors';
+import { type BeforeApplicationShutdown, Logger, type OnApplicationBootstrap } from '@nestjs/common';
+import { type OnGatewayConnection, type OnGatewayInit, WebSocketGateway } from '@nestjs/websockets';
+import type { WebSocket, WebSocketServer } from 'ws';
+import { DomainError, ForbiddenError } from '../../common/errors';
 import { UUID_PATTERN } from '../../common/ids';
 import type { EventEnvelope } from '../../events/envelope';
 import { Authenticator } from '../auth/authenticator';
@@ -12,9 +12,9 @@ import { compareLogPositions } from '../event-store/checkpoints';
 import { CommitSignal } from '../event-store/commit-signal';
 import { EventStore, LOG_START, type LogPosition } from '../event-store/event-store';
 import { Bell } from '../event-store/log-follower';
-import { UpgradeRouter, refuseUpgrade, refuseUpgradeFor } from '../http/upgrade-router';
 import { OrgsRepository } from '../orgs/orgs.repository';
 import { type JobOwner, JobOwners } from '../relay/job-owners';
+import { routeSockets, unrouteSockets } from '../websocket/runway-ws.adapter';
 
 export const EVENTS_PATH = '/v1/events';
 
@@ -23,6 +23,13 @@ const BATCH = 500;
 const POLL_MS = 100;
 /** A client that lets this much pile up unread is cut off; it resumes with `after`. */
 const MAX_BUFFERED_BYTES = 8 * 1024 * 1024;
+
+/** What an admitted upgrade asked for. */
+interface FeedRequest {
+  filter: Filter;
+  /** Where to start reading: after this position, or null for "from now". */
+  after: LogPosition | null;
+}
 
 /** Which job events one client gets. */
 interface Filter {
@@ -46,12 +53,12 @@ interface Subscriber {
  * organization, live, as envelopes, from the log. One tail per process reads the log in order
  * behind the gap-safe gate and fans each batch out; a client that asks for `after=<globalPosition>`
  * first catches up on its own, then joins the tail where it stands, so it sees every event once,
- * in order, with no gap.
+ * in order, with no gap. A Nest gateway on RunwayWsAdapter (frames up to 4 KiB; it takes none).
  */
-@Injectable()
-export class EventsFeed implements OnApplicationBootstrap, BeforeApplicationShutdown {
+@WebSocketGateway({ path: EVENTS_PATH, maxPayload: 4096 })
+export class EventsFeed implements OnGatewayInit<WebSocketServer>, OnGatewayConnection, OnApplicationBootstrap, BeforeApplicationShutdown {
   private readonly logger = new Logger(EventsFeed.name);
-  private readonly wss: WebSocketServer;
+  private server: WebSocketServer | null = null;
   private readonly subscribers = new Set<Subscriber>();
   private readonly wake = new Bell();
   private tail: LogPosition | null = null;
@@ -62,67 +69,57 @@ export class EventsFeed implements OnApplicationBootstrap, BeforeApplicationShut
   private readonly owners = new JobOwners(100_000);
 
   constructor(
-    private readonly upgrades: UpgradeRouter,
     private readonly authenticator: Authenticator,
     private readonly store: EventStore,
     private readonly db: Db,
     private readonly orgs: OrgsRepository,
     private readonly signal: CommitSignal,
-  ) {
-    this.wss = new WebSocketServer({ noServer: true, maxPayload: 4096, perMessageDeflate: false });
+  ) {}
+
+  /** The path opens: the adapter admits upgrades with `admit`; a frame closes the socket. */
+  afterInit(server: WebSocketServer): void {
+    this.server = server;
+    routeSockets(server, {
+      admit: (request) => this.admit(request),
+      read: (socket) => {
+        socket.close(1008, 'this feed takes no messages');
+        return null;
+      },
+    });
   }
 
   onApplicationBootstrap(): void {
-    this.upgrades.register(EVENTS_PATH, (request, socket, head) => {
-      void this.upgrade(request, socket, head).catch((error: unknown) => {
-        this.logger.error(`upgrade failed: ${(error as Error).stack ?? String(error)}`);
-        refuseUpgrade(socket, 500, 'internal_error', 'the server could not take the connection');
-      });
-    });
     const unlisten = this.signal.listen(() => this.wake.ring());
     this.unlisten = () => void unlisten();
   }
 
   async beforeApplicationShutdown(): Promise<void> {
-    this.upgrades.unregister(EVENTS_PATH);
+    if (this.server !== null) unrouteSockets(this.server);
     this.unlisten?.();
     this.stopping = true;
     this.wake.ring();
     await this.running;
     for (const { socket } of this.subscribers) socket.close(1001, 'server shutting down');
-    this.wss.close();
   }
 
-  private async upgrade(request: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
-    let principal: Principal;
-    try {
-      principal = await this.authenticator.authenticate(request.headers.authorization, request.socket.remoteAddress ?? 'unknown');
-    } catch (error) {
-      if (error instanceof DomainError) return refuseUpgradeFor(socket, error);
-      throw error;
-    }
-    if (principal.kind === 'runner') return refuseUpgrade(socket, 403, 'forbidden', 'runner tokens cannot read the events feed');
+  /** A credential other than a runner's, and a query that names what it may read; anything else is refused. */
+  private async admit(request: IncomingMessage): Promise<FeedRequest> {
+    const principal = await this.authenticator.authenticate(request.headers.authorization, request.socket.remoteAddress ?? 'unknown');
+    if (principal.kind === 'runner') throw new ForbiddenError('runner tokens cannot read the events feed');
     const query = new URL(request.url ?? '/', 'http://localhost').searchParams;
-    let filter: Filter;
-    let after: LogPosition | null;
-    try {
-      filter = await this.filterOf(principal, query);
-      after = await this.startOf(query.get('after'));
-    } catch (error) {
-      if (error instanceof DomainError) return refuseUpgradeFor(socket, error);
-      throw error;
-    }
-    this.wss.handleUpgrade(request, socket, head, (ws) => {
-      ws.on('message', () => ws.close(1008, 'this feed takes no messages'));
-      ws.on('error', () => ws.terminate());
-      void this.subscribe(ws, filter, after).catch((error: unknown) => {
-        if (isDatabaseUnavailable(error)) {
-          ws.close(1013, 'the database is not available; reconnect shortly with after=<the last position you read>');
-          return;
-        }
-        this.logger.error(`events feed failed: ${(error as Error).stack ?? String(error)}`);
-        ws.close(1011, 'internal error');
-      });
+    const filter = await this.filterOf(principal, query);
+    return { filter, after: await this.startOf(query.get('after')) };
+  }
+
+  handleConnection(socket: WebSocket, _request: IncomingMessage, { filter, after }: FeedRequest): void {
+    socket.on('error', () => socket.terminate());
+    void this.subscribe(socket, filter, after).catch((error: unknown) => {
+      if (isDatabaseUnavailable(error)) {
+        socket.close(1013, 'the database is not available; reconnect shortly with after=<the last position you read>');
+        return;
+      }
+      this.logger.error(`events feed failed: ${(error as Error).stack ?? String(error)}`);
+      socket.close(1011, 'internal error');
     });
   }
 

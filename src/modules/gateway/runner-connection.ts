@@ -16,8 +16,9 @@ interface HeldJob {
 }
 
 /**
- * One runner's socket and what the gateway knows of it. Frames are handled one after the other,
- * in the order they came (`enqueue`), so `running` is always decided before a later `completed`.
+ * One runner's socket and what the gateway knows of it. Its frames are handled one after the
+ * other, in the order they came (RunwayWsAdapter calls the gateway's handler so), so `running` is
+ * always decided before a later `completed`, and its disconnect after the last of them.
  */
 export class RunnerConnection {
   readonly id = randomUUID();
@@ -32,7 +33,10 @@ export class RunnerConnection {
   unsure = false;
   alive = true;
   readonly held = new Map<string, HeldJob>();
-  private queue: Promise<void> = Promise.resolve();
+  /** The handling of the close, once it has begun (see `close`). */
+  private closing: Promise<void> | null = null;
+  /** Called once the close has been handled: `handled()` asked before the close began. */
+  private onClosed: (() => void) | null = null;
   private deferred: NodeJS.Timeout | null = null;
 
   constructor(
@@ -80,18 +84,29 @@ export class RunnerConnection {
   }
 
   /**
-   * Runs `work` after the work queued before it. The queue never rejects (an unhandled rejection
-   * would end the process): `work` handles its own errors, and one it lets through is logged.
+   * Handles the close, after the last frame's handling: `leave` (recording the runner gone) runs,
+   * and `handled()` settles when it has. `leave` handles its own errors; one it lets through is
+   * logged.
    */
-  enqueue(work: () => Promise<void>): void {
-    this.queue = this.queue.then(work).catch((error: unknown) => {
-      logger.error(`runner ${this.runnerId}: ${(error as Error).stack ?? String(error)}`);
-    });
+  close(leave: () => Promise<void>): void {
+    this.closing = leave()
+      .catch((error: unknown) => logger.error(`runner ${this.runnerId}: ${(error as Error).stack ?? String(error)}`))
+      .then(() => this.onClosed?.());
   }
 
-  /** Resolves when every frame queued so far has been handled. */
-  drained(): Promise<void> {
-    return this.queue;
+  /**
+   * Settles once the close has been handled (see `close`), whether or not it has begun. (Made
+   * when asked, at shutdown, rather than with every connection: thousands of runners each hold one.)
+   */
+  handled(): Promise<void> {
+    if (this.closing !== null) return this.closing;
+    return new Promise<void>((resolve) => {
+      const before = this.onClosed;
+      this.onClosed = () => {
+        before?.();
+        resolve();
+      };
+    });
   }
 
   hold(state: JobState, now: number): void {

@@ -1,19 +1,27 @@
 import type { IncomingMessage } from 'node:http';
-import type { Duplex } from 'node:stream';
-import { type BeforeApplicationShutdown, Inject, Injectable, Logger, type OnApplicationBootstrap } from '@nestjs/common';
-import { type RawData, WebSocketServer } from 'ws';
+import { type BeforeApplicationShutdown, Inject, Logger, type OnApplicationBootstrap, UseFilters } from '@nestjs/common';
+import {
+  type OnGatewayConnection,
+  type OnGatewayDisconnect,
+  type OnGatewayInit,
+  SubscribeMessage,
+  WebSocketGateway,
+} from '@nestjs/websockets';
+import type { RawData, WebSocket, WebSocketServer } from 'ws';
 import { Clock } from '../../common/clock';
-import { DomainError, RateLimitedError } from '../../common/errors';
+import { ForbiddenError, RateLimitedError } from '../../common/errors';
 import { KeyedTokenBuckets, TokenBucket } from '../../common/rate-limit';
 import { RUNWAY_CONFIG, type RunwayConfig } from '../../config/config';
+import { Public } from '../auth/access.decorator';
 import { Authenticator } from '../auth/authenticator';
 import { Bus, type Subscription } from '../messaging/bus';
 import type { CancelMessage, ControlMessage, GatewayAliveMessage } from '../messaging/messages';
 import { Subjects } from '../messaging/subjects';
 import { Metrics } from '../metrics/metrics';
-import { UpgradeRouter, refuseUpgrade, refuseUpgradeFor } from '../http/upgrade-router';
+import { type RoutedMessage, routeSockets, unrouteSockets } from '../websocket/runway-ws.adapter';
 import { Dispatcher } from './dispatcher';
 import { errorFrame } from './error-frame';
+import { ErrorFrameFilter } from './error-frame.filter';
 import { GatewayInstance } from './gateway-instance';
 import { BadMessage, type RunnerMessage, parseRunnerMessage } from './protocol';
 import { RunnerConnection } from './runner-connection';
@@ -21,30 +29,37 @@ import { RunnerMessages } from './runner-messages';
 
 export const RUNNER_SOCKET_PATH = '/v1/runner/connect';
 
+/** The gateway's one message handler takes every runner message; RunnerMessages goes by its type. */
+const RUNNER_MESSAGE = 'runner-message';
+
 const PING_MS = 30_000;
 /** How long a runner has to answer the close handshake at shutdown. */
 const CLOSE_GRACE_MS = 2_000;
 
 /**
- * The runner gateway: one WebSocket per runner at /v1/runner/connect. Owns the sockets' lifecycle:
- * authenticates and rate limits on upgrade, keeps one connection per runner, reads and rate
- * limits frames and hands each message to RunnerMessages (which decides it with the job machine),
- * pings, pushes cancels and control messages wherever the runner is connected, and says this
- * instance is alive. Waiting runners get their jobs from the Dispatcher. Talks to the API role
- * over the bus only.
+ * The runner gateway: one WebSocket per runner at /v1/runner/connect, a Nest gateway on
+ * RunwayWsAdapter. Owns the sockets' lifecycle: authenticates and rate limits on upgrade, keeps
+ * one connection per runner, reads and rate limits frames and hands each message to
+ * RunnerMessages (which decides it with the job machine), pings, pushes cancels and control
+ * messages wherever the runner is connected, and says this instance is alive. Waiting runners get
+ * their jobs from the Dispatcher. Talks to the API role over the bus only. The socket was
+ * authenticated at the upgrade, so its messages pass the HTTP guard (`@Public`); what a handler
+ * throws becomes an `error` frame (ErrorFrameFilter).
  */
-@Injectable()
-export class RunnerGateway implements OnApplicationBootstrap, BeforeApplicationShutdown {
+@Public()
+@UseFilters(ErrorFrameFilter)
+@WebSocketGateway({ path: RUNNER_SOCKET_PATH })
+export class RunnerGateway implements OnGatewayInit<WebSocketServer>, OnGatewayConnection, OnGatewayDisconnect, OnApplicationBootstrap, BeforeApplicationShutdown {
   private readonly logger = new Logger(RunnerGateway.name);
-  private readonly wss: WebSocketServer;
+  private server: WebSocketServer | null = null;
   private readonly connections = new Map<string, RunnerConnection>();
+  private readonly bySocket = new WeakMap<WebSocket, RunnerConnection>();
   /** Connection attempts per runner. */
   private readonly connectLimiter: KeyedTokenBuckets;
   private readonly subscriptions: Subscription[] = [];
   private timers: NodeJS.Timeout[] = [];
 
   constructor(
-    private readonly upgrades: UpgradeRouter,
     private readonly authenticator: Authenticator,
     private readonly messages: RunnerMessages,
     private readonly dispatcher: Dispatcher,
@@ -55,7 +70,6 @@ export class RunnerGateway implements OnApplicationBootstrap, BeforeApplicationS
     private readonly metrics: Metrics,
     @Inject(RUNWAY_CONFIG) private readonly config: RunwayConfig,
   ) {
-    this.wss = new WebSocketServer({ noServer: true, maxPayload: config.maxMessageBytes, perMessageDeflate: false });
     this.connectLimiter = new KeyedTokenBuckets(config.rateLimits.runnerConnects, () => this.clock.now().getTime());
   }
 
@@ -64,8 +78,13 @@ export class RunnerGateway implements OnApplicationBootstrap, BeforeApplicationS
     return this.gatewayInstance.id;
   }
 
+  /** The path opens: the adapter admits upgrades with `admit` and reads frames with `read`. */
+  afterInit(server: WebSocketServer): void {
+    this.server = server;
+    routeSockets(server, { admit: (request) => this.admit(request), read: (socket, data, isBinary) => this.read(socket, data, isBinary) });
+  }
+
   onApplicationBootstrap(): void {
-    this.upgrades.register(RUNNER_SOCKET_PATH, this.onUpgrade);
     this.subscriptions.push(
       this.bus.subscribe(this.subjects.anyRunnerCancel(), ({ data }) => this.onCancel(data as CancelMessage)),
       this.bus.subscribe(this.subjects.anyRunnerControl(), ({ data }) => this.onControl(data as ControlMessage)),
@@ -86,7 +105,7 @@ export class RunnerGateway implements OnApplicationBootstrap, BeforeApplicationS
    * runners the server is going away, so they reconnect elsewhere, and give them a moment.
    */
   async beforeApplicationShutdown(): Promise<void> {
-    this.upgrades.unregister(RUNNER_SOCKET_PATH);
+    if (this.server !== null) unrouteSockets(this.server);
     for (const timer of this.timers) clearInterval(timer);
     await Promise.all(this.subscriptions.map((s) => s.unsubscribe()));
     const connections = [...this.connections.values()];
@@ -101,9 +120,9 @@ export class RunnerGateway implements OnApplicationBootstrap, BeforeApplicationS
       }),
     );
     await Promise.all(closed);
-    // What the closes queued (recording the disconnects) runs while the database is still open.
-    await Promise.all(connections.map((connection) => connection.drained()));
-    this.wss.close();
+    // The closes (recording the disconnects, after each socket's last frame) run while the
+    // database is still open.
+    await Promise.all(connections.map((connection) => connection.handled()));
   }
 
   /** Runners connected here now. */
@@ -116,39 +135,25 @@ export class RunnerGateway implements OnApplicationBootstrap, BeforeApplicationS
     return this.dispatcher.parkedClaims;
   }
 
-  // --- upgrade ---------------------------------------------------------------------------
+  // --- connect and disconnect ----------------------------------------------------------
 
-  private readonly onUpgrade = (request: IncomingMessage, socket: Duplex, head: Buffer): void => {
-    void this.upgrade(request, socket, head).catch((error: unknown) => {
-      this.logger.error(`upgrade failed: ${(error as Error).stack ?? String(error)}`);
-      refuseUpgrade(socket, 500, 'internal_error', 'the server could not take the connection');
-    });
-  };
-
-  private async upgrade(request: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
-    let runnerId: string;
-    try {
-      const principal = await this.authenticator.authenticate(request.headers.authorization, request.socket.remoteAddress ?? 'unknown');
-      if (principal.kind !== 'runner') return refuseUpgrade(socket, 403, 'forbidden', 'only runner tokens may connect here');
-      runnerId = principal.runnerId;
-    } catch (error) {
-      if (error instanceof DomainError) return refuseUpgradeFor(socket, error);
-      throw error;
-    }
+  /** A runner token, within its connect limit: the runner it names. Anything else is refused. */
+  private async admit(request: IncomingMessage): Promise<string> {
+    const principal = await this.authenticator.authenticate(request.headers.authorization, request.socket.remoteAddress ?? 'unknown');
+    if (principal.kind !== 'runner') throw new ForbiddenError('only runner tokens may connect here');
+    const { runnerId } = principal;
     if (!this.connectLimiter.take(runnerId)) {
       this.metrics.rateLimited.inc({ limit: 'runner_connect' });
-      const retryAfter = this.connectLimiter.retryAfterSeconds(runnerId);
-      return refuseUpgrade(socket, 429, 'rate_limited', 'too many connection attempts; back off and retry', retryAfter);
+      throw new RateLimitedError('too many connection attempts; back off and retry', this.connectLimiter.retryAfterSeconds(runnerId));
     }
-    this.wss.handleUpgrade(request, socket, head, (ws) => {
-      const rate = this.config.socketMessagesPerSecond;
-      const now = () => this.clock.now().getTime();
-      const connection = new RunnerConnection(ws, runnerId, new TokenBucket(rate, rate * 2, now), now());
-      this.attach(connection);
-    });
+    return runnerId;
   }
 
-  private attach(connection: RunnerConnection): void {
+  handleConnection(socket: WebSocket, _request: IncomingMessage, runnerId: string): void {
+    const rate = this.config.socketMessagesPerSecond;
+    const now = () => this.clock.now().getTime();
+    const connection = new RunnerConnection(socket, runnerId, new TokenBucket(rate, rate * 2, now), now());
+    this.bySocket.set(socket, connection);
     const previous = this.connections.get(connection.runnerId);
     previous?.socket.close(4000, 'replaced by a newer connection of this runner');
     this.connections.set(connection.runnerId, connection);
@@ -162,33 +167,41 @@ export class RunnerGateway implements OnApplicationBootstrap, BeforeApplicationS
       } satisfies ControlMessage)
       .catch((error: unknown) => this.logger.warn(`could not announce connection: ${(error as Error).message}`));
 
-    const { socket } = connection;
     socket.on('pong', () => (connection.alive = true));
-    socket.on('message', (data: RawData, isBinary: boolean) => this.onFrame(connection, data, isBinary));
     socket.on('error', (error) => this.logger.debug(`runner ${connection.runnerId} socket error: ${error.message}`));
-    socket.on('close', () => {
-      this.dispatcher.leave(connection);
-      connection.cancelDeferredClaim();
-      if (this.connections.get(connection.runnerId) === connection) this.connections.delete(connection.runnerId);
-      this.metrics.connectedRunners.set(this.connections.size);
-      // After the frames already queued, so a `completed` sent just before closing still counts.
-      if (connection.hello !== null) connection.enqueue(() => this.messages.disconnected(connection));
+  }
+
+  handleDisconnect(socket: WebSocket): void {
+    const connection = this.bySocket.get(socket);
+    if (connection === undefined) return;
+    this.dispatcher.leave(connection);
+    connection.cancelDeferredClaim();
+    if (this.connections.get(connection.runnerId) === connection) this.connections.delete(connection.runnerId);
+    this.metrics.connectedRunners.set(this.connections.size);
+    // The adapter calls this after the socket's last frame was handled, so a `completed` sent
+    // just before closing still counts.
+    connection.close(async () => {
+      if (connection.hello !== null) await this.messages.disconnected(connection);
     });
   }
 
   // --- frames ----------------------------------------------------------------------------
 
   /**
-   * Every frame takes a token of the socket's bucket; a frame that moves a job on (a `ready`
-   * that got a job, a first `running`, a report) gives it back once handled, so the limit falls
-   * on frames that achieve nothing (floods of heartbeats, repeats, refused messages) and never
-   * on a runner working through short jobs.
+   * Reads a frame as it arrives. Every frame takes a token of the socket's bucket; a frame that
+   * moves a job on (a `ready` that got a job, a first `running`, a report) gives it back once
+   * handled, so the limit falls on frames that achieve nothing (floods of heartbeats, repeats,
+   * refused messages) and never on a runner working through short jobs. A frame over the limit,
+   * or one that is not a runner message, is answered with its `error` frame here and goes no
+   * further; a runner message goes to the gateway's handler.
    */
-  private onFrame(connection: RunnerConnection, data: RawData, isBinary: boolean): void {
+  private read(socket: WebSocket, data: RawData, isBinary: boolean): RoutedMessage | null {
+    const connection = this.bySocket.get(socket);
+    if (connection === undefined) return null;
     if (!connection.messages.take()) {
       this.metrics.rateLimited.inc({ limit: 'socket_messages' });
       connection.send(errorFrame(new RateLimitedError('too many messages; slow down'), undefined));
-      return;
+      return null;
     }
     let message: RunnerMessage;
     try {
@@ -197,9 +210,21 @@ export class RunnerGateway implements OnApplicationBootstrap, BeforeApplicationS
     } catch (error) {
       const bad = error instanceof BadMessage ? error : new BadMessage((error as Error).message);
       connection.send(errorFrame(bad, bad.job));
-      return;
+      return null;
     }
-    connection.enqueue(() => this.messages.handle(connection, message));
+    return { event: RUNNER_MESSAGE, data: message };
+  }
+
+  /**
+   * A runner message, of any type, decided by RunnerMessages by its type. The adapter calls this
+   * one frame after the other, each once the one before has been handled, in the order they came;
+   * what it throws (a refusal) ErrorFrameFilter answers with an `error` frame.
+   */
+  @SubscribeMessage(RUNNER_MESSAGE)
+  message(socket: WebSocket, message: RunnerMessage): Promise<void> {
+    const connection = this.bySocket.get(socket);
+    if (connection === undefined) throw new Error('a message on a socket the gateway does not know');
+    return this.messages.handle(connection, message);
   }
 
   // --- pushes from other instances -------------------------------------------------------

@@ -9,7 +9,6 @@ import type { HeartbeatMessage } from '../messaging/messages';
 import { Subjects } from '../messaging/subjects';
 import { RunnerSessions } from '../runners/runner-sessions';
 import { Dispatcher } from './dispatcher';
-import { errorFrame } from './error-frame';
 import { GatewayInstance } from './gateway-instance';
 import { GatewayRepository } from './gateway.repository';
 import { BadMessage, type RunnerMessage } from './protocol';
@@ -46,7 +45,11 @@ export class RunnerMessages {
 
   /**
    * Handles one message; called one after the other per connection, in the order they came. A
-   * frame that moves a job on gives its rate-limit token back (see the gateway's `onFrame`).
+   * frame that moves a job on gives its rate-limit token back (see the gateway's `read`). A
+   * refused message throws what refused it, for the gateway's ErrorFrameFilter to answer with an
+   * `error` frame, except where the protocol answers otherwise: a report the machine refuses for
+   * a job whose cancel the runner still owes is answered with that `cancel` again, and a `hello`
+   * the database cannot take closes the socket with 1013 (the runner reconnects shortly).
    */
   async handle(connection: RunnerConnection, message: RunnerMessage): Promise<void> {
     const job = 'job' in message ? message.job : undefined;
@@ -98,7 +101,8 @@ export class RunnerMessages {
           return;
         }
       }
-      await this.refuse(connection, error, job);
+      if (await this.cancelInstead(connection, error, job)) return;
+      throw error;
     }
   }
 
@@ -186,19 +190,16 @@ export class RunnerMessages {
     connection.send({ type: 'ack', job: message.job, attempt: message.attempt, of: message.type });
   }
 
-  /** A refused message gets `error` (or `cancel` for a canceled job); the socket stays open. */
-  private async refuse(connection: RunnerConnection, error: unknown, job: string | undefined): Promise<void> {
-    if (error instanceof InvalidTransitionError && job !== undefined) {
-      const state = await this.runnerJobs.load(job).catch(() => null);
-      // The runner still owes the acknowledgement of this job's cancel: tell it again.
-      if (state !== null && acceptsCancelAck(state, connection.runnerId, state.attempt)) {
-        connection.send({ type: 'cancel', job, attempt: state.attempt, reason: 'canceled' });
-        return;
-      }
-    }
-    const frame = errorFrame(error, job);
-    if (frame.code === 'internal_error') this.logger.error(`runner ${connection.runnerId}: ${(error as Error).stack ?? String(error)}`);
-    connection.send(frame);
+  /**
+   * A message the machine refused for a job whose cancel this runner has not acknowledged: the
+   * runner is sent the `cancel` again instead of an error, and true is returned.
+   */
+  private async cancelInstead(connection: RunnerConnection, error: unknown, job: string | undefined): Promise<boolean> {
+    if (!(error instanceof InvalidTransitionError) || job === undefined) return false;
+    const state = await this.runnerJobs.load(job).catch(() => null);
+    if (state === null || !acceptsCancelAck(state, connection.runnerId, state.attempt)) return false;
+    connection.send({ type: 'cancel', job, attempt: state.attempt, reason: 'canceled' });
+    return true;
   }
 
   private now(): number {
