@@ -170,7 +170,7 @@ export class Dispatcher implements OnApplicationBootstrap, BeforeApplicationShut
     connection.unsure = false;
     let pushed = false;
     for (const id of claimed) {
-      if (connection.held.has(id)) continue;
+      if (connection.holds(id)) continue;
       connection.push(await this.runnerJobs.load(id), this.now());
       pushed = true;
     }

@@ -88,7 +88,7 @@ describe('Dispatcher', () => {
     claims.answers.push({ job: job('j1') });
     expect(await dispatcher.ready(a.connection)).toBe('pushed');
     expect(a.sent).toEqual([expect.objectContaining({ type: 'job', job: expect.objectContaining({ id: 'j1', attempt: 1 }) })]);
-    expect(a.connection.held.has('j1')).toBe(true);
+    expect(a.connection.holds('j1')).toBe(true);
     expect(await dispatcher.ready(b.connection)).toBe('waiting');
     expect(b.sent).toEqual([]);
     expect(claims.asked).toEqual(['a', 'b']);

@@ -9,6 +9,9 @@ import { jobPayload } from './runner-jobs';
 
 const logger = new Logger('RunnerConnection');
 
+/** The specs of a runner that has not said hello. */
+const NO_SPECS: ReadonlySet<string> = new Set();
+
 /** A job this connection's runner holds, as last read, for checking heartbeats without a write. */
 interface HeldJob {
   state: JobState;
@@ -25,14 +28,15 @@ export class RunnerConnection {
   /** When this connection was opened, by this gateway's clock: newer ones replace older ones. */
   readonly openedAt: number;
   hello: { version: string; capacity: number; fingerprint: Record<string, unknown> } | null = null;
-  /** Slugs of the specs the runner serves, read at `hello`. */
-  specs = new Set<string>();
+  /** Slugs of the specs the runner serves, read at `hello` (none before). */
+  specs: ReadonlySet<string> = NO_SPECS;
   claiming = false;
   claimAgain = false;
   /** A claim for this runner failed with the database unreachable: it may have committed unseen. */
   unsure = false;
   alive = true;
-  readonly held = new Map<string, HeldJob>();
+  /** The jobs it holds, by id; made with the first (an idle runner's connection holds no map). */
+  private held: Map<string, HeldJob> | null = null;
   /** The handling of the close, once it has begun (see `close`). */
   private closing: Promise<void> | null = null;
   /** Called once the close has been handled: `handled()` asked before the close began. */
@@ -110,12 +114,28 @@ export class RunnerConnection {
   }
 
   hold(state: JobState, now: number): void {
+    this.held ??= new Map();
     this.held.set(state.jobId, { state, readAt: now });
+  }
+
+  /** Whether the runner holds `jobId`, as this connection last knew. */
+  holds(jobId: string): boolean {
+    return this.held?.has(jobId) ?? false;
+  }
+
+  /** The held job's state as last read, however long ago. */
+  heldState(jobId: string): JobState | undefined {
+    return this.held?.get(jobId)?.state;
+  }
+
+  /** The runner no longer holds `jobId` (it reported it, or it was canceled). */
+  release(jobId: string): void {
+    this.held?.delete(jobId);
   }
 
   /** The held job if it was read less than `maxAgeMs` ago. */
   fresh(jobId: string, now: number, maxAgeMs: number): JobState | null {
-    const held = this.held.get(jobId);
+    const held = this.held?.get(jobId);
     return held !== undefined && now - held.readAt < maxAgeMs ? held.state : null;
   }
 }

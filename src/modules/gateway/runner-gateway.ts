@@ -232,7 +232,7 @@ export class RunnerGateway implements OnGatewayInit<WebSocketServer>, OnGatewayC
   private onCancel(message: CancelMessage): void {
     const connection = this.connections.get(message.runner);
     if (connection === undefined) return;
-    connection.held.delete(message.job);
+    connection.release(message.job);
     connection.send({ type: 'cancel', job: message.job, attempt: message.attempt, reason: message.reason });
   }
 

@@ -63,7 +63,7 @@ export class RunnerMessages {
           if ((await this.dispatcher.ready(connection)) === 'pushed') connection.messages.refund();
           return;
         case 'running': {
-          const before = connection.held.get(message.job)?.state.status;
+          const before = connection.heldState(message.job)?.status;
           const state = await this.runnerJobs.running(connection.runnerId, message.job, message.attempt, connection.hello.fingerprint, metadata);
           if (before !== 'running') connection.messages.refund();
           connection.hold(state, this.now());
@@ -74,17 +74,17 @@ export class RunnerMessages {
           return this.ack(connection, message);
         case 'completed':
           await this.runnerJobs.completed(connection.runnerId, message.job, message.attempt, message.exitCode, message, metadata);
-          connection.held.delete(message.job);
+          connection.release(message.job);
           connection.messages.refund();
           return this.ack(connection, message);
         case 'failed':
           await this.runnerJobs.failed(connection.runnerId, message.job, message.attempt, message.error, message.exitCode, message, metadata);
-          connection.held.delete(message.job);
+          connection.release(message.job);
           connection.messages.refund();
           return this.ack(connection, message);
         case 'canceled':
           await this.runnerJobs.canceled(connection.runnerId, message.job, message.attempt, metadata);
-          connection.held.delete(message.job);
+          connection.release(message.job);
           connection.messages.refund();
           return this.ack(connection, message);
         default: {
@@ -176,7 +176,7 @@ export class RunnerMessages {
       } catch (error) {
         // The database is down: a heartbeat the state last read accepts still counts, however old
         // that state, so an outage does not time out the healthy jobs it outlasts.
-        const stale = connection.held.get(jobId)?.state;
+        const stale = connection.heldState(jobId);
         if (!isDatabaseUnavailable(error) || stale === undefined || !acceptsHeartbeat(stale, connection.runnerId, attempt)) throw error;
         state = stale;
       }
