@@ -1,5 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import { readFile, readdir, readlink } from 'node:fs/promises';
 import { get } from 'node:http';
 import { type AddressInfo, createServer } from 'node:net';
 import { join } from 'node:path';
@@ -58,6 +59,36 @@ export interface RunwayProcess {
 const live = new Set<RunwayProcess>();
 const reservedPorts = new Set<number>();
 let exitHookInstalled = false;
+
+/**
+ * Whether process `pid` holds a TCP socket listening on `port` (Linux: /proc/net/tcp{,6} for the
+ * listening sockets' inodes, /proc/<pid>/fd for the process's). Where /proc cannot say, true.
+ */
+async function listensOn(pid: number | undefined, port: number): Promise<boolean> {
+  if (pid === undefined) return false;
+  const hexPort = `:${port.toString(16).toUpperCase().padStart(4, '0')}`;
+  const inodes = new Set<string>();
+  let tables = 0;
+  for (const table of ['/proc/net/tcp', '/proc/net/tcp6']) {
+    const text = await readFile(table, 'utf8').catch(() => null);
+    if (text === null) continue;
+    tables += 1;
+    for (const line of text.split('\n').slice(1)) {
+      const fields = line.trim().split(/\s+/);
+      // local_address is fields[1] (ADDR:PORT), st fields[3] (0A: LISTEN), inode fields[9].
+      if (fields.length > 9 && fields[1].endsWith(hexPort) && fields[3] === '0A') inodes.add(fields[9]);
+    }
+  }
+  if (tables === 0) return true;
+  const fds = await readdir(`/proc/${pid}/fd`).catch(() => null);
+  if (fds === null) return false;
+  for (const fd of fds) {
+    const target = await readlink(`/proc/${pid}/fd/${fd}`).catch(() => '');
+    const inode = /^socket:\[(\d+)\]$/.exec(target)?.[1];
+    if (inode !== undefined && inodes.has(inode)) return true;
+  }
+  return false;
+}
 
 /** A port nobody listens on now: the OS picks one for a listener on port 0, which is then closed. */
 export async function freePort(host = '127.0.0.1'): Promise<number> {
@@ -158,7 +189,10 @@ export async function startRunway(args: readonly string[], env: ChildEnv = {}): 
       for (;;) {
         if (exit !== null) throw new Error(`exited before it was ready:\n${proc.output()}`);
         const status = await readyz(url).catch((error: Error) => error.message);
-        if (status === 200) return;
+        // The port was free when picked, but anything on the machine (another test file's
+        // server, a benchmark beside the tests) may take it before the child binds it: only an
+        // answer from a socket the child listens on counts.
+        if (status === 200 && (await listensOn(child.pid, Number(env.PORT ?? port)))) return;
         if (Date.now() >= deadline) {
           throw new Error(`GET /readyz did not answer 200 within ${timeoutMs} ms (last: ${status}):\n${proc.output()}`);
         }
