@@ -7,6 +7,7 @@ import type { DomainEvent, EventMetadata } from '../../events/envelope';
 import { createTestDatabase, type TestDatabase } from '../../../test/support/postgres';
 import { Database } from '../database/database';
 import type { Sql } from '../database/db';
+import type { StatementParts } from '../database/inline-write';
 import { type Command, CommandHandler } from './command-handler';
 import { CommitSignal } from './commit-signal';
 import { EventStore } from './event-store';
@@ -220,5 +221,102 @@ describe('CommandHandler: a transaction that fails after the append', () => {
     const result = await increment(id, 7);
     expect(result).toMatchObject({ state: { n: 7 }, version: 1 });
     await expect(store.verifyStream(id)).resolves.toEqual({ valid: true, eventCount: 1 });
+  });
+});
+
+/**
+ * Inline writes (`Command.inline`) go into the append's own statement: they take effect exactly
+ * when the event does, a refused append writes none of them, and a write the database refuses
+ * takes the event with it. Without `prepare` or `project` the command needs no transaction.
+ */
+describe('CommandHandler: inline writes in the append statement', () => {
+  let a: CommandHandler;
+  let b: CommandHandler;
+  let transactions: number;
+
+  beforeAll(async () => {
+    await database.db.query(`CREATE TABLE inline_probe (stream_id uuid NOT NULL, n int NOT NULL CHECK (n < 1000))`);
+    a = new CommandHandler(database.db, store, new CommitSignal());
+    b = new CommandHandler(database.db, store, new CommitSignal());
+    const transaction = database.db.transaction.bind(database.db);
+    database.db.transaction = ((work) => {
+      transactions++;
+      return transaction(work);
+    }) as typeof database.db.transaction;
+  });
+  beforeEach(() => (transactions = 0));
+
+  /** Records the counter's new value with each event. */
+  const probe = (id: string) => (state: Counter) => [
+    (q: StatementParts) => `INSERT INTO inline_probe (stream_id, n) SELECT ${q.param(id)}::uuid, ${q.param(state.n)}::int WHERE ${q.guard}`,
+  ];
+  const increment = (handler: CommandHandler, id: string, by: number, options?: { newStream?: boolean }) =>
+    handler.execute(
+      {
+        stream: { id, type: 'counter' },
+        evolve,
+        decode,
+        decide: (state: Counter | null) => decide(state, { type: 'increment', by }),
+        inline: probe(id),
+        metadata: meta,
+      } satisfies Command<Counter, CounterEvent>,
+      options,
+    );
+  const probed = async (id: string) =>
+    (await database.db.query<{ n: number }>(`SELECT n FROM inline_probe WHERE stream_id = $1 ORDER BY n`, [id])).rows.map((r) => r.n);
+
+  it('writes the views with the event, in one statement and no transaction, new stream or not', async () => {
+    const id = randomUUID();
+    await increment(a, id, 1, { newStream: true });
+    await increment(a, id, 2);
+    expect(transactions).toBe(0);
+    expect(await probed(id)).toEqual([1, 3]);
+    await expect(store.verifyStream(id)).resolves.toEqual({ valid: true, eventCount: 2 });
+  });
+
+  it('a refused append (another instance wrote first) writes none of its views; the retry writes them once', async () => {
+    const id = randomUUID();
+    await increment(a, id, 1, { newStream: true });
+    await increment(b, id, 10);
+    // a's cached version is stale: its first append is refused, then it reads and appends.
+    await increment(a, id, 100);
+    expect(await probed(id)).toEqual([1, 11, 111]);
+    expect((await store.readStream(id)).map((e) => e.data)).toEqual([{ by: 1 }, { by: 10 }, { by: 100 }]);
+  });
+
+  it('a new stream another writer started first: the refused creation writes nothing', async () => {
+    const id = randomUUID();
+    await increment(b, id, 5, { newStream: true });
+    await increment(a, id, 7, { newStream: true });
+    expect(await probed(id)).toEqual([5, 12]);
+    expect(await store.version(id)).toBe(2);
+  });
+
+  it('a write the database refuses takes the event with it', async () => {
+    const id = randomUUID();
+    await increment(a, id, 1, { newStream: true });
+    // The probe's CHECK (n < 1000) refuses the row: the statement fails whole.
+    await expect(increment(a, id, 5000)).rejects.toThrow(/inline_probe/);
+    expect((await store.readStream(id)).map((e) => e.data)).toEqual([{ by: 1 }]);
+    expect(await probed(id)).toEqual([1]);
+    // The cache was dropped: the next command appends at version 2 on the real head.
+    await increment(a, id, 2);
+    expect(await probed(id)).toEqual([1, 3]);
+    await expect(store.verifyStream(id)).resolves.toEqual({ valid: true, eventCount: 2 });
+  });
+
+  it('with a prepare step it runs in a transaction, the inline writes still in the append statement', async () => {
+    const id = randomUUID();
+    await a.execute({
+      stream: { id, type: 'counter' },
+      evolve,
+      decode,
+      decide: (state: Counter | null) => decide(state, { type: 'increment', by: 4 }),
+      prepare: async (tx) => void (await tx.query('SELECT 1')),
+      inline: probe(id),
+      metadata: meta,
+    } satisfies Command<Counter, CounterEvent>);
+    expect(transactions).toBe(1);
+    expect(await probed(id)).toEqual([4]);
   });
 });

@@ -3,6 +3,7 @@ import { ConcurrencyError } from '../../common/errors';
 import { type DomainEvent, type EventEnvelope, type EventMetadata, GENESIS_HASH } from '../../events/envelope';
 import type { StoredEvent } from '../../events/decode';
 import { Db, type Sql } from '../database/db';
+import type { InlineWrite } from '../database/inline-write';
 import { CommitSignal } from './commit-signal';
 import { EventStore } from './event-store';
 
@@ -20,7 +21,13 @@ export interface Command<S, E extends DomainEvent> {
    * to abort.
    */
   prepare?: (tx: Sql) => Promise<void>;
-  /** Inline views written in the same transaction as the events. */
+  /**
+   * Inline views' writes that need only the new state: made by the append's own statement (see
+   * EventStore.append), so a command with neither `prepare` nor `project` commits its event and
+   * views in one round trip, without a transaction of its own.
+   */
+  inline?: (state: S) => readonly InlineWrite[];
+  /** Inline views written in the same transaction as the events, after them (statements of their own). */
   project?: (tx: Sql, envelopes: readonly EventEnvelope<E>[], state: S) => Promise<void>;
   metadata: EventMetadata;
 }
@@ -124,13 +131,19 @@ export class CommandHandler {
       if (events.length === 0) return { state, events, envelopes: [], version };
       let next = state;
       for (const event of events) next = command.evolve(next, event);
+      const inline = command.inline?.(next as S) ?? [];
+      const append = (sql: Sql) => this.store.append(sql, command.stream, version, events, command.metadata, { prevHash: lastHash, inline });
+      // One statement is atomic on its own: no BEGIN and COMMIT around it.
+      const alone = command.prepare === undefined && command.project === undefined && EventStore.appendsInOneStatement(version, events.length, lastHash);
       try {
-        const envelopes = await this.db.transaction(async (tx) => {
-          await command.prepare?.(tx);
-          const appended = await this.store.append(tx, command.stream, version, events, command.metadata, { prevHash: lastHash });
-          await command.project?.(tx, appended.envelopes, next as S);
-          return appended.envelopes;
-        });
+        const envelopes = alone
+          ? (await append(this.db)).envelopes
+          : await this.db.transaction(async (tx) => {
+              await command.prepare?.(tx);
+              const appended = await append(tx);
+              await command.project?.(tx, appended.envelopes, next as S);
+              return appended.envelopes;
+            });
         this.cache.set(streamId, { state: next, version: version + events.length, lastHash: envelopes[envelopes.length - 1].hash });
         this.signal.committed();
         return { state: next, events, envelopes, version: version + events.length };

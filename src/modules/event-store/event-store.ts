@@ -12,6 +12,7 @@ import {
   hashedTextAroundPosition,
 } from '../../events/envelope';
 import { Db, type Sql } from '../database/db';
+import { type InlineWrite, Placeholders, runInlineWrites } from '../database/inline-write';
 
 /** Where a reader of the whole log stands: the last event it has taken, or the start. */
 export interface LogPosition {
@@ -91,7 +92,10 @@ export class EventStore {
    *
    * `prevHash`, when the caller knows it (the hash of the stream's event at `expectedVersion`,
    * as it read it), lets a single event go in one statement, its position and hash drawn and
-   * computed by PostgreSQL; without it, or for several events, it takes two.
+   * computed by PostgreSQL; without it, or for several events, it takes two. `inline`: writes of
+   * inline views that follow the events; in that one statement when there is one (a statement
+   * is atomic, so it needs no transaction of its own: see `appendsInOneStatement`), else as
+   * statements of their own after the events.
    */
   async append<E extends DomainEvent>(
     tx: Sql,
@@ -99,11 +103,34 @@ export class EventStore {
     expectedVersion: number,
     events: readonly E[],
     metadata: EventMetadata,
-    options: { prevHash?: string } = {},
+    options: { prevHash?: string; inline?: readonly InlineWrite[] } = {},
   ): Promise<AppendResult<E>> {
     if (events.length === 0) return { nextVersion: expectedVersion, envelopes: [] };
-    const knownHead = expectedVersion === 0 ? GENESIS_HASH : options.prevHash;
-    if (events.length === 1 && knownHead !== undefined) return this.appendOne(tx, stream, expectedVersion, events[0], metadata, knownHead);
+    const inline = options.inline ?? [];
+    if (EventStore.appendsInOneStatement(expectedVersion, events.length, options.prevHash)) {
+      const knownHead = expectedVersion === 0 ? GENESIS_HASH : (options.prevHash as string);
+      return this.appendOne(tx, stream, expectedVersion, events[0], metadata, knownHead, inline);
+    }
+    const appended = await this.appendMany(tx, stream, expectedVersion, events, metadata);
+    await runInlineWrites(tx, inline);
+    return appended;
+  }
+
+  /**
+   * Whether `append` writes the events and its inline writes with one statement: one event, with
+   * the stream's head known. Such an append may run outside a transaction (on the pool).
+   */
+  static appendsInOneStatement(expectedVersion: number, eventCount: number, prevHash: string | undefined): boolean {
+    return eventCount === 1 && (expectedVersion === 0 || prevHash !== undefined);
+  }
+
+  private async appendMany<E extends DomainEvent>(
+    tx: Sql,
+    stream: { id: string; type: string },
+    expectedVersion: number,
+    events: readonly E[],
+    metadata: EventMetadata,
+  ): Promise<AppendResult<E>> {
     const head = await this.lockHead(tx, stream, expectedVersion, events.length);
     const occurredAt = this.clock.now().toISOString();
     let prevHash = head.lastHash;
@@ -187,6 +214,7 @@ export class EventStore {
     event: E,
     metadata: EventMetadata,
     prevHash: string,
+    inline: readonly InlineWrite[],
   ): Promise<AppendResult<E>> {
     const unplaced = this.draft(stream, expectedVersion + 1, event, metadata, this.clock.now().toISOString(), prevHash);
     const { occurredAt } = unplaced;
@@ -213,6 +241,9 @@ export class EventStore {
       Buffer.from(before, 'utf8'),
       Buffer.from(after, 'utf8'),
     ];
+    // The inline views' writes, each taking effect only if the event went in.
+    const placeholders = new Placeholders(params);
+    const writes = inline.length === 0 ? '' : `,\n${placeholders.withItems(inline, 'EXISTS (SELECT 1 FROM appended)')}`;
     let row: { version: number | null; xid_before: string | null; global_position: string | null; hash: string | null } | undefined;
     if (expectedVersion === 0) {
       const { rows } = await tx.query<{ global_position: string; hash: string }>(
@@ -222,9 +253,9 @@ export class EventStore {
            INSERT INTO streams (stream_id, stream_type, version, last_hash)
            SELECT $1, $2, $3::int + 1, h.hash FROM h
            ON CONFLICT (stream_id) DO NOTHING RETURNING stream_id),
-         appended AS (${insert} JOIN created ON true RETURNING global_position, hash)
+         appended AS (${insert} JOIN created ON true RETURNING global_position, hash)${writes}
          SELECT global_position, hash FROM appended`,
-        params,
+        placeholders.values,
       );
       if (rows[0] === undefined) throw new ConcurrencyError(stream.id, 0, await this.version(stream.id, tx));
       row = { version: 0, xid_before: null, ...rows[0] };
@@ -238,10 +269,10 @@ export class EventStore {
          appended AS (${insert} RETURNING global_position, hash),
          moved AS (
            -- Runs whether or not the query reads it, as every data-modifying WITH does.
-           UPDATE streams SET version = $5, last_hash = a.hash FROM appended a WHERE stream_id = $1 RETURNING 1)
+           UPDATE streams SET version = $5, last_hash = a.hash FROM appended a WHERE stream_id = $1 RETURNING 1)${writes}
          SELECT head.version, head.xid_before, a.global_position, a.hash
            FROM head LEFT JOIN appended a ON true`,
-        params,
+        placeholders.values,
       );
       row = rows[0];
       if (row === undefined || row.version !== expectedVersion) throw new ConcurrencyError(stream.id, expectedVersion, row?.version ?? null);

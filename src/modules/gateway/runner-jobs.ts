@@ -35,7 +35,6 @@ export class RunnerJobs {
     private readonly scheduler: Scheduler,
     private readonly jobs: JobCommands,
     private readonly commands: CommandHandler,
-    private readonly outputs: JobOutputRepository,
     private readonly clock: Clock,
     private readonly metrics: Metrics,
   ) {}
@@ -67,7 +66,7 @@ export class RunnerJobs {
       job,
       { type: 'complete', runnerId, attempt, exitCode, output: JobOutputRepository.summarize(output), at: this.now() },
       metadata,
-      { alsoInTransaction: (tx) => this.outputs.save(tx, job, attempt, output) },
+      { inline: JobOutputRepository.writes(job, attempt, output) },
     );
     this.metrics.jobUpdates.inc({ status: 'completed' });
     return result.state;
@@ -86,7 +85,7 @@ export class RunnerJobs {
       job,
       { type: 'fail', runnerId, attempt, error, exitCode, output: JobOutputRepository.summarize(output), at: this.now() },
       metadata,
-      { alsoInTransaction: (tx) => this.outputs.save(tx, job, attempt, output) },
+      { inline: JobOutputRepository.writes(job, attempt, output) },
     );
     this.metrics.jobUpdates.inc({ status: 'failed' });
     return result.state;

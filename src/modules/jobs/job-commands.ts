@@ -4,14 +4,17 @@ import { decodeJobEvent } from '../../events/decoders';
 import type { JobEvent } from '../../events/job-events';
 import { type JobCommand, type JobState, decide, evolve } from '../../machines/job.machine';
 import type { Sql } from '../database/db';
+import type { InlineWrite } from '../database/inline-write';
 import { CommandHandler } from '../event-store/command-handler';
 import { JobNotifier } from './job-notifier';
-import { JOB_STREAM, saveJobStates } from './job.views';
+import { JOB_STREAM, jobStatesWrite } from './job.views';
 
 export interface JobCommandHooks {
   /** Before the append, in its transaction: locks and checks; must not write. */
   prepare?: (tx: Sql) => Promise<void>;
-  /** After the append and the jobs view, in the same transaction. */
+  /** Writes of other views, in the append's statement with the jobs view's (see Command.inline). */
+  inline?: readonly InlineWrite[];
+  /** After the append and the jobs view, in the same transaction (statements of its own). */
   alsoInTransaction?: (tx: Sql, envelopes: readonly EventEnvelope<JobEvent>[], state: JobState) => Promise<void>;
 }
 
@@ -46,10 +49,8 @@ export class JobCommands {
       decode: decodeJobEvent,
       decide: (state) => decide(state, command),
       prepare: hooks.prepare,
-      project: async (tx, envelopes, state) => {
-        await saveJobStates(tx, [state]);
-        await hooks.alsoInTransaction?.(tx, envelopes, state);
-      },
+      inline: (state) => [jobStatesWrite([state]), ...(hooks.inline ?? [])],
+      project: hooks.alsoInTransaction,
       metadata,
     }, {
       // A submission names a job id just drawn: no stream to read (if there were, its append

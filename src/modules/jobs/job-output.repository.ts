@@ -1,7 +1,8 @@
 import { Injectable } from '@nestjs/common';
 import { sha256Hex } from '../../events/envelope';
 import type { JobOutputSummary } from '../../events/job-events';
-import { Db, type Sql } from '../database/db';
+import { Db } from '../database/db';
+import type { InlineWrite } from '../database/inline-write';
 
 /** An attempt's output as the runner sent it. */
 export interface JobOutput {
@@ -31,26 +32,30 @@ export class JobOutputRepository {
     };
   }
 
-  /** Stores the content, in the transaction that appends the event naming it. */
-  async save(tx: Sql, jobId: string, attempt: number, output: JobOutput): Promise<void> {
+  /**
+   * The writes that store the content, made with the event naming it (in its statement: see
+   * InlineWrite): the blobs, then the attempt's rows pointing at them. None for no output.
+   */
+  static writes(jobId: string, attempt: number, output: JobOutput): InlineWrite[] {
     const parts: { kind: string; path: string; content: string }[] = [];
     if (output.stdout !== undefined) parts.push({ kind: 'stdout', path: '', content: output.stdout });
     if (output.stderr !== undefined) parts.push({ kind: 'stderr', path: '', content: output.stderr });
     for (const [path, content] of Object.entries(output.files ?? {})) parts.push({ kind: 'file', path, content });
-    if (parts.length === 0) return;
+    if (parts.length === 0) return [];
     const buffers = parts.map((p) => Buffer.from(p.content, 'utf8'));
     const digests = buffers.map((b) => sha256Hex(b));
-    await tx.query(
-      `INSERT INTO blobs (sha256, bytes, content)
-       SELECT * FROM unnest($1::text[], $2::int[], $3::bytea[]) ON CONFLICT (sha256) DO NOTHING`,
-      [digests, buffers.map((b) => b.length), buffers],
-    );
-    await tx.query(
-      `INSERT INTO job_outputs (job_id, attempt, kind, path, sha256)
-       SELECT $1, $2, * FROM unnest($3::text[], $4::text[], $5::text[])`,
-      [jobId, attempt, parts.map((p) => p.kind), parts.map((p) => p.path), digests],
-    );
+    return [
+      (q) => `INSERT INTO blobs (sha256, bytes, content)
+       SELECT * FROM unnest(${q.param(digests)}::text[], ${q.param(buffers.map((b) => b.length))}::int[], ${q.param(buffers)}::bytea[])
+        WHERE ${q.guard}
+       ON CONFLICT (sha256) DO NOTHING`,
+      (q) => `INSERT INTO job_outputs (job_id, attempt, kind, path, sha256)
+       SELECT ${q.param(jobId)}::uuid, ${q.param(attempt)}::int, *
+         FROM unnest(${q.param(parts.map((p) => p.kind))}::text[], ${q.param(parts.map((p) => p.path))}::text[], ${q.param(digests)}::text[])
+        WHERE ${q.guard}`,
+    ];
   }
+
 
   /** The output of the job's attempt, as text. */
   async find(jobId: string, attempt: number): Promise<{ stdout: string | null; stderr: string | null; files: Record<string, string> }> {

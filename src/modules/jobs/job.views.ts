@@ -4,7 +4,9 @@ import type { EventEnvelope } from '../../events/envelope';
 import type { JobEvent } from '../../events/job-events';
 import { type JobState, evolve, fold } from '../../machines/job.machine';
 import type { Sql } from '../database/db';
+import { type InlineWrite, runInlineWrites } from '../database/inline-write';
 import type { Projection } from '../projections/projection';
+import type { JobRow } from './jobs.repository';
 
 export const JOB_STREAM = 'job';
 
@@ -36,17 +38,33 @@ function row(job: JobState) {
   };
 }
 
-/** Writes folded jobs to the jobs view (one statement for any number of jobs). */
-export async function saveJobStates(tx: Sql, jobs: readonly JobState[]): Promise<void> {
-  if (jobs.length === 0) return;
-  await tx.query(
-    `INSERT INTO jobs SELECT * FROM jsonb_populate_recordset(NULL::jobs, $1::jsonb)
+/** The jobs view's row of a folded job, as a read of the view returns it. */
+export function jobRowOf(job: JobState): JobRow {
+  const { state: _state, ...columns } = row(job);
+  const date = (at: string | null) => (at === null ? null : new Date(at));
+  return {
+    ...columns,
+    created_at: new Date(job.createdAt),
+    claimed_at: date(job.claimedAt),
+    started_at: date(job.startedAt),
+    finished_at: date(job.finishedAt),
+  };
+}
+
+/** The write of folded jobs to the jobs view (one statement for any number of jobs). */
+export function jobStatesWrite(jobs: readonly JobState[]): InlineWrite {
+  return (q) => `INSERT INTO jobs SELECT * FROM jsonb_populate_recordset(NULL::jobs, ${q.param(JSON.stringify(jobs.map(row)))}::jsonb)
+     WHERE ${q.guard}
      ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status, attempt = EXCLUDED.attempt,
        runner_id = EXCLUDED.runner_id, claimed_at = EXCLUDED.claimed_at, started_at = EXCLUDED.started_at,
        finished_at = EXCLUDED.finished_at, exit_code = EXCLUDED.exit_code, failure = EXCLUDED.failure,
-       version = EXCLUDED.version, cancel_acknowledged = EXCLUDED.cancel_acknowledged, state = EXCLUDED.state`,
-    [JSON.stringify(jobs.map(row))],
-  );
+       version = EXCLUDED.version, cancel_acknowledged = EXCLUDED.cancel_acknowledged, state = EXCLUDED.state`;
+}
+
+/** Writes folded jobs to the jobs view (one statement for any number of jobs). */
+export async function saveJobStates(tx: Sql, jobs: readonly JobState[]): Promise<void> {
+  if (jobs.length === 0) return;
+  await runInlineWrites(tx, [jobStatesWrite(jobs)]);
 }
 
 /** The folded state of each job, from the view, or from its stream for a row that has none. */

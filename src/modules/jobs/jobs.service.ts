@@ -5,7 +5,7 @@ import { IdGenerator, UUID_PATTERN } from '../../common/ids';
 import { type EventEnvelope, canonicalJson, sha256Hex } from '../../events/envelope';
 import { decodeJobEvent } from '../../events/decoders';
 import { PLANS } from '../../events/plans';
-import { type JobCommand, isFinal } from '../../machines/job.machine';
+import { type JobCommand, type JobState, isFinal } from '../../machines/job.machine';
 import { canReadOrg, orgOf } from '../auth/principal';
 import { EventStore } from '../event-store/event-store';
 import type { RequestContext } from '../http/request-context';
@@ -16,6 +16,7 @@ import { SpecsService } from '../specs/specs';
 import type { ListJobsQuery, SubmitJobDto } from './jobs.dto';
 import { JobCommands, type JobCommandHooks } from './job-commands';
 import { JobOutputRepository } from './job-output.repository';
+import { jobRowOf } from './job.views';
 import { JobsRepository, type JobRow } from './jobs.repository';
 
 const IDEMPOTENCY_WINDOW_MS = 24 * 60 * 60 * 1000;
@@ -84,8 +85,9 @@ export class JobsService {
 
     const jobId = this.ids.next();
     const at = this.clock.now().toISOString();
+    let submitted: JobState;
     try {
-      await this.execute(jobId, ctx, {
+      ({ state: submitted } = await this.execute(jobId, ctx, {
         type: 'submit',
         at,
         job: {
@@ -112,7 +114,7 @@ export class JobsService {
           const claimed = await this.jobs.claimIdempotencyKey(tx, { orgId, key: idempotencyKey, requestHash, jobId, at, since });
           if (!claimed) throw new IdempotencyKeyTaken();
         },
-      });
+      }));
     } catch (error) {
       if (!(error instanceof IdempotencyKeyTaken) || idempotencyKey === undefined) throw error;
       // A concurrent request with the same key committed first: answer as its retry.
@@ -120,7 +122,8 @@ export class JobsService {
       if (earlier === null) throw new ConflictError('a request with this Idempotency-Key is in progress; retry', { cause: error });
       return { job: earlier, created: false };
     }
-    return { job: await this.mustFind(jobId), created: true };
+    // The job as it committed (pending): no read of the row just written.
+    return { job: jobRowOf(submitted), created: true };
   }
 
   private async replay(orgId: string, key: string, requestHash: string, since: Date): Promise<JobRow | null> {

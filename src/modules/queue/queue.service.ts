@@ -1,5 +1,6 @@
 import { Injectable } from '@nestjs/common';
 import { Clock } from '../../common/clock';
+import { Coalescer } from '../../common/coalescer';
 import { NotFoundError, ValidationError } from '../../common/errors';
 import type { RequestContext } from '../http/request-context';
 import { SpecsService } from '../specs/specs';
@@ -13,14 +14,26 @@ const DEFAULT_LIMIT = 100;
 /** The queues of the specs: claim order, estimated starts and what each job waits for. */
 @Injectable()
 export class QueueService {
+  /**
+   * A spec's queue is read whole (every pending job of the spec) and ordered here, which costs in
+   * proportion to the queue's length. Requests that want the same spec's queue at the same time
+   * (submissions answering with their job's place, a busy API) share one computation, started
+   * after each of them asked: what a request committed before it asks is in its answer.
+   */
+  private readonly queues = new Coalescer<string, readonly QueueItem<QueuedJob>[]>((specId) => this.compute(specId));
+
   constructor(
     private readonly repository: QueueRepository,
     private readonly specs: SpecsService,
     private readonly clock: Clock,
   ) {}
 
-  /** The spec's pending jobs in the order the scheduler will claim them. */
-  async ofSpec(specId: string): Promise<QueueItem<QueuedJob>[]> {
+  /** The spec's pending jobs in the order the scheduler will claim them (shared between callers: read only). */
+  ofSpec(specId: string): Promise<readonly QueueItem<QueuedJob>[]> {
+    return this.queues.get(specId);
+  }
+
+  private async compute(specId: string): Promise<QueueItem<QueuedJob>[]> {
     const now = this.clock.now();
     const { jobs, inFlight, load } = await this.repository.snapshot(specId, now);
     return describeQueue(orderQueue(jobs, inFlight), load, now);
