@@ -24,7 +24,8 @@ export class JobsController {
   ) {
     const { job, created } = await this.jobs.submit(project, dto, idempotencyKey, ctx);
     response.status(created ? 201 : 200);
-    return mapJob(job, await this.jobs.queue(job));
+    // No `queue`: a job's place costs the whole queue of its spec; GET /v1/jobs/{job} has it.
+    return mapJob(job);
   }
 
   @Get('projects/:project/jobs')

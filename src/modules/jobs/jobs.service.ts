@@ -108,9 +108,9 @@ export class JobsService {
           sourceIp: ctx.sourceIp,
           idempotency: idempotencyKey === undefined ? null : { key: idempotencyKey, requestHash },
         },
-      }, {
+      }, idempotencyKey === undefined ? {} : {
+        // A transaction, since the key's claim may refuse the submission.
         alsoInTransaction: async (tx) => {
-          if (idempotencyKey === undefined) return;
           const claimed = await this.jobs.claimIdempotencyKey(tx, { orgId, key: idempotencyKey, requestHash, jobId, at, since });
           if (!claimed) throw new IdempotencyKeyTaken();
         },
