@@ -4,6 +4,7 @@ import { Checkpoints1764489600002 } from './1764489600002-checkpoints';
 import { Gateway1764489600003 } from './1764489600003-gateway';
 import { Projections1764489600004 } from './1764489600004-projections';
 import { QueueHistory1764489600005 } from './1764489600005-queue-history';
+import { JobBatches1764489600006 } from './1764489600006-job-batches';
 
 /** Every migration in order. Listed, not globbed, so the same list runs from .ts and from dist. */
 export const MIGRATIONS = [
@@ -13,4 +14,5 @@ export const MIGRATIONS = [
   Gateway1764489600003,
   Projections1764489600004,
   QueueHistory1764489600005,
+  JobBatches1764489600006,
 ];

@@ -342,7 +342,7 @@ export async function writeHistory(options: HistoryOptions): Promise<HistoryRepo
     const jobTarget = options.targetEvents - Math.ceil(runnerCount / 3) * 2;
     let jobs = 0;
     let lastReport = events;
-    const nextJob = (): { stream: string; events: JobEvent[]; state: JobState; metadata: EventMetadata; at: Date; idempotency: { orgId: string; key: string; requestHash: string; jobId: string; at: string } | null } | null => {
+    const nextJob = (): { stream: string; events: JobEvent[]; state: JobState; metadata: EventMetadata; at: Date; idempotency: { orgId: string; key: string; requestHash: string; jobIds: string[]; at: string } | null } | null => {
       if (events >= jobTarget) return null;
       const index = jobs++;
       const org = orgs[random.skewed(orgs.length)];
@@ -489,7 +489,7 @@ export async function writeHistory(options: HistoryOptions): Promise<HistoryRepo
         // One append, one metadata: the submitting key's (no view reads the actor).
         metadata: { correlationId: randomUUID(), causationId: null, actor: `key:${org.keyIds[0]}` },
         at: new Date(at),
-        idempotency: idempotency === null ? null : { orgId: org.id, ...idempotency, jobId, at: iso(submittedAt) },
+        idempotency: idempotency === null ? null : { orgId: org.id, ...idempotency, jobIds: [jobId], at: iso(submittedAt) },
       };
     };
     const jobsStarted = performance.now();

@@ -453,6 +453,11 @@ export class RunwayClient {
     const headers: Record<string, string> = idempotencyKey === undefined ? {} : { 'idempotency-key': idempotencyKey };
     return this.request<Job>('POST', `v1/projects/${enc(project)}/jobs`, { body, headers });
   }
+  /** `POST /v1/projects/{project}/job-batches`: 1 to 1,000 jobs, all or nothing, answered in the order given. */
+  submitJobBatch(project: string, jobs: readonly SubmitJobRequest[], idempotencyKey?: string) {
+    const headers: Record<string, string> = idempotencyKey === undefined ? {} : { 'idempotency-key': idempotencyKey };
+    return this.request<{ items: Job[] }>('POST', `v1/projects/${enc(project)}/job-batches`, { body: { jobs }, headers });
+  }
   listJobs(project: string, query: { status?: string; limit?: number; cursor?: string } = {}) {
     return this.request<Page<Job>>('GET', `v1/projects/${enc(project)}/jobs`, { query });
   }

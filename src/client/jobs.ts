@@ -1,6 +1,7 @@
+import { readFile } from 'node:fs/promises';
 import { type Command, Option } from 'commander';
 import type { Job, Page, SubmitJobRequest } from './api';
-import { CommandError, type GlobalOptions, clientCommand, group, parser, run } from './context';
+import { type ClientContext, CommandError, type GlobalOptions, clientCommand, group, parser, run } from './context';
 import {
   NONE,
   formatDuration,
@@ -22,8 +23,8 @@ const JOB_STATUSES = ['pending', 'claimed', 'running', 'completed', 'failed', 'c
 export function registerJobCommands(program: Command): void {
   const jobs = group(program, 'jobs', 'submit, list, follow and cancel jobs (organization key)');
 
-  clientCommand(jobs, 'submit', 'submit a job to a project: everything after -- is the command')
-    .argument('<cmd...>', 'the command and its arguments, after --')
+  clientCommand(jobs, 'submit', 'submit a job to a project: everything after -- is the command (or a matrix of jobs: --matrix)')
+    .argument('[cmd...]', 'the command and its arguments, after -- (with --matrix: the jobs\' default command)')
     .requiredOption('--project <project>', 'project slug or id')
     .requiredOption('--spec <spec>', 'hardware spec slug or id')
     .option('--image <ref>', 'OCI image pinned by digest (registry/name@sha256:<64 hex>)')
@@ -34,9 +35,17 @@ export function registerJobCommands(program: Command): void {
     .option('--max-attempts <n>', 'attempts when a runner is lost before the job runs (1-5, default 1)', parser((text) => parseInteger(text, 1, 5)))
     .option('--idempotency-key <key>', 'the same key and body within 24 h returns the first job instead of a new one')
     .option('--watch', 'then follow the job as `runway jobs watch` does (and exit as it does)')
-    .addHelpText('after', '\nExample:\n  runway jobs submit --project compiler --spec x86-8c --env RUSTFLAGS=-Ctarget-cpu=native -- cargo bench --all')
+    .option('--matrix <file>', `submit many jobs at once, all or nothing: a JSON array or NDJSON of submissions (up to ${MAX_MATRIX_JOBS}; - for stdin), each over the defaults the other options give`)
+    .addHelpText(
+      'after',
+      '\nExamples:\n  runway jobs submit --project compiler --spec x86-8c --env RUSTFLAGS=-Ctarget-cpu=native -- cargo bench --all' +
+        '\n  runway jobs submit --project compiler --spec x86-8c --matrix commits.ndjson -- cargo bench' +
+        '\n      (each line a submission such as {"env": {"COMMIT": "3f2a91c"}} or {"spec": "arm-4c", "cmd": ["make", "bench"]})',
+    )
     .action(
       run<GlobalOptions & SubmitOptions>(async (ctx, cmd, options) => {
+        if (options.matrix !== undefined) return submitMatrix(ctx, cmd, options);
+        if (cmd.length === 0) throw new CommandError('usage', 'the command to run goes after -- (or give --matrix FILE)', 2);
         const body: SubmitJobRequest = {
           spec: options.spec,
           cmd,
@@ -197,9 +206,90 @@ export function registerJobCommands(program: Command): void {
     .action(run(async (ctx, [id]) => watchJob(ctx, id)));
 }
 
+/** The most jobs `--matrix` sends: one batch submission. */
+const MAX_MATRIX_JOBS = 1000;
+
+/**
+ * `runway jobs submit --matrix FILE`: every submission of the file, over the defaults the other
+ * options give (a field of the file's replaces the option's; `env` is merged, the file's winning),
+ * in one batch: all of them or none.
+ */
+async function submitMatrix(ctx: ClientContext, cmd: string[], options: SubmitOptions): Promise<void> {
+  if (options.watch === true) throw new CommandError('usage', '--watch follows one job; it does not go with --matrix', 2);
+  const file = options.matrix as string;
+  let text: string;
+  try {
+    text = file === '-' ? await readStdin() : await readFile(file, 'utf8');
+  } catch (error) {
+    throw new CommandError('usage', `cannot read the matrix ${file}: ${(error as Error).message}`, 2);
+  }
+  const entries = parseMatrix(text, file);
+  if (entries.length === 0) throw new CommandError('usage', `the matrix ${file} holds no jobs`, 2);
+  if (entries.length > MAX_MATRIX_JOBS) throw new CommandError('usage', `the matrix ${file} holds ${entries.length} jobs; one batch takes at most ${MAX_MATRIX_JOBS}`, 2);
+  const defaults: Partial<SubmitJobRequest> = {
+    spec: options.spec,
+    ...(cmd.length > 0 ? { cmd } : {}),
+    ...(options.image !== undefined ? { image: options.image } : {}),
+    ...(options.entrypoint !== undefined ? { entrypoint: options.entrypoint } : {}),
+    ...(options.timeout !== undefined ? { timeout: options.timeout } : {}),
+    ...(options.filePath !== undefined ? { filePaths: options.filePath } : {}),
+    ...(options.maxAttempts !== undefined ? { maxAttempts: options.maxAttempts } : {}),
+  };
+  const jobs = entries.map((entry) => {
+    const env = options.env === undefined && entry.env === undefined ? {} : { env: { ...options.env, ...(entry.env as Record<string, string> | undefined) } };
+    return { ...defaults, ...entry, ...env } as SubmitJobRequest;
+  });
+  const result = await ctx.client.submitJobBatch(options.project, jobs, options.idempotencyKey);
+  if (ctx.json) return ctx.printJson(result);
+  const { items } = result.data;
+  ctx.print(
+    result.status === 200
+      ? `these ${items.length} jobs were already submitted with this idempotency key:`
+      : `submitted ${items.length} job${items.length === 1 ? '' : 's'}:`,
+  );
+  for (const job of items) ctx.print(`${job.id}  ${job.spec}  ${job.status}`);
+}
+
+/** A JSON array of objects, or one JSON object per line (blank lines skipped). */
+export function parseMatrix(text: string, file: string): Record<string, unknown>[] {
+  const trimmed = text.trim();
+  const isObject = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value);
+  if (trimmed.startsWith('[')) {
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(trimmed);
+    } catch (error) {
+      throw new CommandError('usage', `the matrix ${file} is not valid JSON: ${(error as Error).message}`, 2);
+    }
+    if (!Array.isArray(parsed)) throw new CommandError('usage', `the matrix ${file} is not a JSON array`, 2);
+    return parsed.map((entry, i) => {
+      if (!isObject(entry)) throw new CommandError('usage', `the matrix ${file}: item ${i} is not an object`, 2);
+      return entry;
+    });
+  }
+  return text.split('\n').flatMap((line, i) => {
+    if (line.trim() === '') return [];
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(line);
+    } catch (error) {
+      throw new CommandError('usage', `the matrix ${file}, line ${i + 1}: not valid JSON: ${(error as Error).message}`, 2);
+    }
+    if (!isObject(parsed)) throw new CommandError('usage', `the matrix ${file}, line ${i + 1}: not a JSON object`, 2);
+    return [parsed];
+  });
+}
+
+async function readStdin(): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks).toString('utf8');
+}
+
 interface SubmitOptions {
   project: string;
   spec: string;
+  matrix?: string;
   image?: string;
   entrypoint?: string[];
   env?: Record<string, string>;

@@ -1,4 +1,7 @@
 import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { type TestDatabase, createTestDatabase } from '../support/postgres';
 import { type RunwayProcess, assertBuilt, freePort, runRunway, startRunway } from '../support/process';
 import { TestRunner } from '../support/runner-client';
@@ -314,6 +317,50 @@ describe('runway jobs and projects (organization key)', () => {
     // The other organization's key sees none of it.
     const stranger = await tenant();
     await refused(['jobs', 'show', job.id], stranger.key, 'not_found', 'job not found');
+  }, 60_000);
+
+  it('submits a matrix of jobs in one batch (NDJSON or a JSON array, over the options\' defaults), all or nothing', async () => {
+    const t = await tenant();
+    const dir = await mkdtemp(join(tmpdir(), 'runway-matrix-'));
+    try {
+      const ndjson = join(dir, 'commits.ndjson');
+      await writeFile(ndjson, ['{"env": {"COMMIT": "aaa"}}', '', '{"env": {"COMMIT": "bbb"}, "timeout": 120}', '{"cmd": ["make", "bench"]}', ''].join('\n'));
+      const { items } = await json<{ items: Job[] }>(
+        ['jobs', 'submit', '--project', t.project, '--spec', t.spec, '--env', 'RUSTFLAGS=-O', '--matrix', ndjson, '--', 'cargo', 'bench'],
+        t.key,
+      );
+      expect(items.map((job) => job.timeout)).toEqual([3600, 120, 3600]);
+      const definitions = await Promise.all(
+        items.map(async (job) => JSON.parse((await ok(['jobs', 'events', job.id, '--json'], t.key)).trim()).data as { cmd: string[]; env: Record<string, string> }),
+      );
+      expect(definitions.map((d) => [d.cmd, d.env])).toEqual([
+        [['cargo', 'bench'], { RUSTFLAGS: '-O', COMMIT: 'aaa' }],
+        [['cargo', 'bench'], { RUSTFLAGS: '-O', COMMIT: 'bbb' }],
+        [['make', 'bench'], { RUSTFLAGS: '-O' }],
+      ]);
+
+      // A JSON array, as text: one line per job. One bad job refuses the whole, named by its index.
+      const array = join(dir, 'matrix.json');
+      await writeFile(array, JSON.stringify([{ cmd: ['a'] }, { cmd: ['b'], spec: t.spec }]));
+      const printed = await ok(['jobs', 'submit', '--project', t.project, '--spec', t.spec, '--matrix', array], t.key);
+      expect(printed.split('\n')[0]).toBe('submitted 2 jobs:');
+      expect(printed.trim().split('\n').slice(1)).toEqual([expect.stringMatching(new RegExp(`^\\S{36}  ${t.spec}  pending$`)), expect.any(String)]);
+      await writeFile(array, JSON.stringify([{ cmd: ['a'] }, { cmd: ['b'], spec: 'no-such-spec' }]));
+      await refused(['jobs', 'submit', '--project', t.project, '--spec', t.spec, '--matrix', array], t.key, 'validation_failed', /jobs\[1\]: spec "no-such-spec" does not exist/);
+      const listed = await json<{ items: Job[] }>(['jobs', 'list', '--project', t.project, '--all'], t.key);
+      expect(listed.items).toHaveLength(5);
+
+      // Local mistakes are named before anything is sent.
+      await writeFile(array, '{"cmd": ["a"]}\nnot json\n');
+      const bad = await cli(['jobs', 'submit', '--project', t.project, '--spec', t.spec, '--matrix', array], t.key);
+      expect(bad.code).not.toBe(0);
+      expect(bad.stderr).toMatch(/line 2: not valid JSON/);
+      const none = await cli(['jobs', 'submit', '--project', t.project, '--spec', t.spec], t.key);
+      expect(none.code).not.toBe(0);
+      expect(none.stderr).toMatch(/the command to run goes after --/);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   }, 60_000);
 
   it('audit, queue and usage', async () => {

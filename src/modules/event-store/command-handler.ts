@@ -40,6 +40,15 @@ export interface CommandResult<S, E extends DomainEvent> {
   version: number;
 }
 
+/** The first command of a new stream, one of several started together (CommandHandler.startAll). */
+export interface StreamStart<S, E extends DomainEvent> {
+  stream: { id: string; type: string };
+  evolve: (state: S | null, event: E) => S;
+  /** What starts the stream: exactly one event; throws a DomainError to refuse. */
+  decide: (state: null) => readonly E[];
+  metadata: EventMetadata;
+}
+
 /** How often a command is decided again after another writer appended first. */
 const MAX_ATTEMPTS = 8;
 /** How many streams' folded states the handler keeps (the most recently used). */
@@ -153,6 +162,41 @@ export class CommandHandler {
         if (!(error instanceof ConcurrencyError) || attempt >= MAX_ATTEMPTS) throw error;
       }
     }
+  }
+
+  /**
+   * Starts several new streams at once, all or nothing: each decided on the empty state, then in
+   * one transaction `prepare`, one statement with every stream's first event and the `inline`
+   * writes (given every new state, in order), and `project`. A stream that exists already
+   * refuses the whole (ConcurrencyError); callers name streams with fresh ids.
+   */
+  async startAll<S, E extends DomainEvent>(
+    starts: readonly StreamStart<S, E>[],
+    options: {
+      prepare?: (tx: Sql) => Promise<void>;
+      inline?: (states: readonly S[]) => readonly InlineWrite[];
+      project?: (tx: Sql, envelopes: readonly EventEnvelope<E>[], states: readonly S[]) => Promise<void>;
+    } = {},
+  ): Promise<{ state: S; event: E; envelope: EventEnvelope<E> }[]> {
+    const decided = starts.map((start) => {
+      const events = start.decide(null);
+      if (events.length !== 1) throw new Error(`stream ${start.stream.id} must start with exactly one event, not ${events.length}`);
+      return { start, event: events[0], state: start.evolve(null, events[0]) };
+    });
+    const states = decided.map((d) => d.state);
+    const envelopes = await this.db.transaction(async (tx) => {
+      await options.prepare?.(tx);
+      const appended = await this.store.startStreams(
+        tx,
+        decided.map(({ start, event }) => ({ stream: start.stream, event, metadata: start.metadata })),
+        options.inline?.(states) ?? [],
+      );
+      await options.project?.(tx, appended, states);
+      return appended;
+    });
+    decided.forEach(({ start, state }, i) => this.cache.set(start.stream.id, { state, version: 1, lastHash: envelopes[i].hash }));
+    this.signal.committed();
+    return decided.map(({ state, event }, i) => ({ state, event, envelope: envelopes[i] }));
   }
 
   private async read<S, E extends DomainEvent>(

@@ -62,6 +62,38 @@ export class JobCommands {
     return { state, envelopes: result.envelopes };
   }
 
+  /**
+   * Submits several jobs at once, all or nothing: their JobSubmitted events and jobs-view rows in
+   * one statement of one transaction, `alsoInTransaction` after them (an Idempotency-Key's
+   * claim). Each job's command must be a `submit` naming a fresh job id.
+   */
+  async submitAll(
+    submissions: readonly { jobId: string; command: Extract<JobCommand, { type: 'submit' }> }[],
+    metadata: EventMetadata,
+    alsoInTransaction?: (tx: Sql) => Promise<void>,
+  ): Promise<JobState[]> {
+    const started = await this.commands.startAll<JobState, JobEvent>(
+      submissions.map(({ jobId, command }) => ({
+        stream: { id: jobId, type: JOB_STREAM },
+        evolve,
+        decide: (state) => decide(state, command),
+        metadata,
+      })),
+      {
+        inline: (states) => [jobStatesWrite(states)],
+        project: alsoInTransaction === undefined ? undefined : (tx) => alsoInTransaction(tx),
+      },
+    );
+    // One wake-up per spec is enough for the gateways: they claim until nothing fits.
+    const specs = new Set<string>();
+    for (const { state, event } of started) {
+      if (specs.has(state.spec)) continue;
+      specs.add(state.spec);
+      await this.afterCommit(state, [event]);
+    }
+    return started.map(({ state }) => state);
+  }
+
   async afterCommit(state: JobState, events: readonly JobEvent[]): Promise<void> {
     if (events.length === 0) return;
     try {

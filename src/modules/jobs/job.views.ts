@@ -92,13 +92,17 @@ export interface IdempotencyKeyRow {
   org_id: string;
   key: string;
   request_hash: string;
+  /** The first job the request made; `job_ids` all of them, in the order the request gave them. */
   job_id: string;
+  job_ids: string[];
   created_at: string;
 }
 
 /**
- * The Idempotency-Keys a batch writes: for each (organization, key), its last submission in log
- * order (a key is reused only after its window, so the later submission is the one that holds it).
+ * The Idempotency-Keys a batch of events writes: for each (organization, key), its last request in
+ * log order (a key is reused only after its window, so the later request is the one that holds
+ * it). One request may have made several jobs (a batch submission): its JobSubmitted events carry
+ * the same key, request hash and time, and follow each other in the log in the order given.
  */
 export function foldIdempotencyKeys(events: readonly EventEnvelope[]): IdempotencyKeyRow[] {
   const keys = new Map<string, IdempotencyKeyRow>();
@@ -110,25 +114,47 @@ export function foldIdempotencyKeys(events: readonly EventEnvelope[]): Idempoten
     const { idempotency } = data;
     if (idempotency === null) continue;
     // A uuid and the key: uuids (compared as PostgreSQL does, whatever their case) have no '/'.
-    keys.set(`${data.orgId.toLowerCase()}/${idempotency.key}`, {
+    const id = `${data.orgId.toLowerCase()}/${idempotency.key}`;
+    const held = keys.get(id);
+    if (held !== undefined && sameRequest(held, idempotency.requestHash, data.submittedAt)) {
+      held.job_ids.push(data.jobId);
+      continue;
+    }
+    keys.set(id, {
       org_id: data.orgId,
       key: idempotency.key,
       request_hash: idempotency.requestHash,
       job_id: data.jobId,
+      job_ids: [data.jobId],
       created_at: data.submittedAt,
     });
   }
   return [...keys.values()];
 }
 
+function sameRequest(row: Pick<IdempotencyKeyRow, 'request_hash' | 'created_at'>, requestHash: string, at: string): boolean {
+  return row.request_hash === requestHash && Date.parse(row.created_at) === Date.parse(at);
+}
+
+/**
+ * Writes the keys. A request's jobs may span two batches of events: a row of the same request
+ * (same hash and time) takes the next batch's jobs after its own; another request replaces it.
+ */
 async function saveIdempotencyKeys(tx: Sql, rows: readonly IdempotencyKeyRow[]): Promise<void> {
   if (rows.length === 0) return;
   await tx.query(
-    `INSERT INTO job_idempotency_keys (org_id, key, request_hash, job_id, created_at)
-     SELECT org_id, key, request_hash, job_id, created_at
-     FROM jsonb_to_recordset($1::jsonb) AS k(org_id uuid, key text, request_hash text, job_id uuid, created_at timestamptz)
-     ON CONFLICT (org_id, key) DO UPDATE
-       SET request_hash = EXCLUDED.request_hash, job_id = EXCLUDED.job_id, created_at = EXCLUDED.created_at`,
+    `INSERT INTO job_idempotency_keys AS k (org_id, key, request_hash, job_id, job_ids, created_at)
+     SELECT org_id, key, request_hash, job_id, job_ids, created_at
+     FROM jsonb_to_recordset($1::jsonb) AS r(org_id uuid, key text, request_hash text, job_id uuid, job_ids uuid[], created_at timestamptz)
+     ON CONFLICT (org_id, key) DO UPDATE SET
+       job_ids = CASE
+         WHEN k.request_hash = EXCLUDED.request_hash AND k.created_at = EXCLUDED.created_at
+           THEN k.job_ids || EXCLUDED.job_ids
+         ELSE EXCLUDED.job_ids END,
+       job_id = CASE
+         WHEN k.request_hash = EXCLUDED.request_hash AND k.created_at = EXCLUDED.created_at THEN k.job_id
+         ELSE EXCLUDED.job_id END,
+       request_hash = EXCLUDED.request_hash, created_at = EXCLUDED.created_at`,
     [JSON.stringify(rows)],
   );
 }

@@ -121,9 +121,28 @@ describe('foldIdempotencyKeys', () => {
       submitted(J1, ORG, null, t(5)),
     ];
     expect(foldIdempotencyKeys(events)).toEqual([
-      { org_id: ORG.toUpperCase(), key: 'build-1', request_hash: 'hash-a3', job_id: J3, created_at: t(3) },
-      { org_id: OTHER_ORG, key: 'build-1', request_hash: 'hash-a2', job_id: J2, created_at: t(2) },
-      { org_id: ORG, key: 'build-2', request_hash: 'hash-a2', job_id: J2, created_at: t(4) },
+      { org_id: ORG.toUpperCase(), key: 'build-1', request_hash: 'hash-a3', job_id: J3, job_ids: [J3], created_at: t(3) },
+      { org_id: OTHER_ORG, key: 'build-1', request_hash: 'hash-a2', job_id: J2, job_ids: [J2], created_at: t(2) },
+      { org_id: ORG, key: 'build-2', request_hash: 'hash-a2', job_id: J2, job_ids: [J2], created_at: t(4) },
+    ]);
+  });
+
+  it('gathers a batch submission’s jobs under its key, in log order: same key, request hash and time', () => {
+    const batched = (jobId: string, requestHash: string, at: string): EventEnvelope => {
+      const envelope = submitted(jobId, ORG, 'matrix', at);
+      const data = envelope.data as JobSubmittedData;
+      return { ...envelope, data: { ...data, idempotency: { key: 'matrix', requestHash } } };
+    };
+    expect(foldIdempotencyKeys([batched(J2, 'h-batch', t(1)), batched(J1, 'h-batch', t(1)), batched(J3, 'h-batch', t(1))])).toEqual([
+      { org_id: ORG, key: 'matrix', request_hash: 'h-batch', job_id: J2, job_ids: [J2, J1, J3], created_at: t(1) },
+    ]);
+    // The key reused after its window (a later time), even with the same body: a new request.
+    expect(foldIdempotencyKeys([batched(J1, 'h-batch', t(1)), batched(J2, 'h-batch', t(1)), batched(J3, 'h-batch', t(9))])).toEqual([
+      { org_id: ORG, key: 'matrix', request_hash: 'h-batch', job_id: J3, job_ids: [J3], created_at: t(9) },
+    ]);
+    // Another request at the same time: not the same batch.
+    expect(foldIdempotencyKeys([batched(J1, 'h-one', t(1)), batched(J2, 'h-two', t(1))])).toEqual([
+      { org_id: ORG, key: 'matrix', request_hash: 'h-two', job_id: J2, job_ids: [J2], created_at: t(1) },
     ]);
   });
 

@@ -3,7 +3,7 @@ import { ApiBearerAuth, ApiHeader, ApiTags } from '@nestjs/swagger';
 import type { Response } from 'express';
 import { Access } from '../auth/access.decorator';
 import { Ctx, type RequestContext } from '../http/request-context';
-import { ListJobsQuery, SubmitJobDto, mapJob } from './jobs.dto';
+import { ListJobsQuery, SubmitJobBatchDto, SubmitJobDto, mapJob } from './jobs.dto';
 import { JobsService } from './jobs.service';
 
 @ApiTags('jobs')
@@ -26,6 +26,21 @@ export class JobsController {
     response.status(created ? 201 : 200);
     // No `queue`: a job's place costs the whole queue of its spec; GET /v1/jobs/{job} has it.
     return mapJob(job);
+  }
+
+  @Post('projects/:project/job-batches')
+  @Access('org')
+  @ApiHeader({ name: 'Idempotency-Key', required: false, description: 'same key and body within 24 h: the jobs the first request made (200)' })
+  async submitBatch(
+    @Param('project') project: string,
+    @Body() dto: SubmitJobBatchDto,
+    @Headers('idempotency-key') idempotencyKey: string | undefined,
+    @Ctx() ctx: RequestContext,
+    @Res({ passthrough: true }) response: Response,
+  ) {
+    const { jobs, created } = await this.jobs.submitBatch(project, dto, idempotencyKey, ctx);
+    response.status(created ? 201 : 200);
+    return { items: jobs.map((job) => mapJob(job)) };
   }
 
   @Get('projects/:project/jobs')

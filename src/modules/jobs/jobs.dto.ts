@@ -11,6 +11,7 @@ import {
   Matches,
   Max,
   Min,
+  ValidateNested,
 } from 'class-validator';
 import { refuseFilePath } from '../../common/file-path';
 import { IsOmittable } from '../../common/optional';
@@ -85,6 +86,19 @@ export class SubmitJobDto {
   @Min(1)
   @Max(5)
   maxAttempts?: number;
+}
+
+/** The most jobs one batch submission may hold. */
+export const MAX_BATCH_JOBS = 1000;
+
+export class SubmitJobBatchDto {
+  @ApiProperty({ type: [SubmitJobDto], description: `1 to ${MAX_BATCH_JOBS} submissions, each as POST /v1/projects/{project}/jobs takes it` })
+  @IsArray()
+  @ArrayMinSize(1)
+  @ArrayMaxSize(MAX_BATCH_JOBS)
+  @ValidateNested({ each: true })
+  @Type(() => SubmitJobDto)
+  jobs: SubmitJobDto[];
 }
 
 export class ListJobsQuery {

@@ -55,10 +55,19 @@ export class JobsRepository {
     return rows;
   }
 
-  /** The job an Idempotency-Key already made within the window, with the hash of its request. */
-  async findIdempotent(orgId: string, key: string, since: Date): Promise<{ job_id: string; request_hash: string } | null> {
-    const { rows } = await this.db.query<{ job_id: string; request_hash: string }>(
-      `SELECT job_id, request_hash FROM job_idempotency_keys WHERE org_id = $1 AND key = $2 AND created_at > $3`,
+  /** The jobs, in the order of `ids` (those that exist). */
+  async findAll(ids: readonly string[]): Promise<JobRow[]> {
+    const { rows } = await this.db.query<JobRow>(
+      `SELECT j.* FROM unnest($1::uuid[]) WITH ORDINALITY AS i(id, n) JOIN jobs j ON j.id = i.id ORDER BY i.n`,
+      [ids],
+    );
+    return rows;
+  }
+
+  /** The jobs an Idempotency-Key already made within the window (`job_id` the first), with the hash of its request. */
+  async findIdempotent(orgId: string, key: string, since: Date): Promise<{ job_id: string; job_ids: string[]; request_hash: string } | null> {
+    const { rows } = await this.db.query<{ job_id: string; job_ids: string[]; request_hash: string }>(
+      `SELECT job_id, job_ids, request_hash FROM job_idempotency_keys WHERE org_id = $1 AND key = $2 AND created_at > $3`,
       [orgId, key, since],
     );
     return rows[0] ?? null;
@@ -70,14 +79,14 @@ export class JobsRepository {
    */
   async claimIdempotencyKey(
     tx: Sql,
-    claim: { orgId: string; key: string; requestHash: string; jobId: string; at: string; since: Date },
+    claim: { orgId: string; key: string; requestHash: string; jobIds: readonly string[]; at: string; since: Date },
   ): Promise<boolean> {
     const { rowCount } = await tx.query(
-      `INSERT INTO job_idempotency_keys (org_id, key, request_hash, job_id, created_at) VALUES ($1, $2, $3, $4, $5)
+      `INSERT INTO job_idempotency_keys (org_id, key, request_hash, job_id, job_ids, created_at) VALUES ($1, $2, $3, ($4::uuid[])[1], $4, $5)
        ON CONFLICT (org_id, key) DO UPDATE
-         SET request_hash = EXCLUDED.request_hash, job_id = EXCLUDED.job_id, created_at = EXCLUDED.created_at
+         SET request_hash = EXCLUDED.request_hash, job_id = EXCLUDED.job_id, job_ids = EXCLUDED.job_ids, created_at = EXCLUDED.created_at
          WHERE job_idempotency_keys.created_at <= $6`,
-      [claim.orgId, claim.key, claim.requestHash, claim.jobId, claim.at, claim.since],
+      [claim.orgId, claim.key, claim.requestHash, claim.jobIds, claim.at, claim.since],
     );
     return rowCount === 1;
   }

@@ -13,7 +13,8 @@ import { OrgsRepository } from '../orgs/orgs.repository';
 import { QueueService } from '../queue/queue.service';
 import type { QueueInfo } from '../queue/queue-view';
 import { SpecsService } from '../specs/specs';
-import type { ListJobsQuery, SubmitJobDto } from './jobs.dto';
+import type { Sql } from '../database/db';
+import type { ListJobsQuery, SubmitJobBatchDto, SubmitJobDto } from './jobs.dto';
 import { JobCommands, type JobCommandHooks } from './job-commands';
 import { JobOutputRepository } from './job-output.repository';
 import { jobRowOf } from './job.views';
@@ -28,6 +29,33 @@ const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,255}$/;
 export const MAX_JOB_DEFINITION_BYTES = 256 * 1024;
 
 class IdempotencyKeyTaken extends Error {}
+
+/** A refused field of a submission: `message` says it in full, `short` in the field's entry. */
+interface Refusal {
+  field: string;
+  message: string;
+  short: string;
+}
+
+/** How many refusals a batch's answer lists at most (its message says how many there were). */
+const MAX_LISTED_REFUSALS = 100;
+
+/** Throws the refusals as one 400 naming each field (a single submission names none for its size). */
+function throwRefusals(refusals: readonly Refusal[], kind: 'one' | 'batch'): void {
+  if (refusals.length === 0) return;
+  const listed = refusals.slice(0, MAX_LISTED_REFUSALS);
+  const more = refusals.length - listed.length;
+  const message = listed.map((r) => r.message).join('; ') + (more > 0 ? `; and ${more} more` : '');
+  const fields = listed.filter((r) => r.field !== '').map((r) => ({ field: r.field, message: kind === 'one' ? r.short : r.message }));
+  throw new ValidationError(message, fields.length > 0 ? fields : undefined);
+}
+
+/** The jobs a batch made, in the order given. */
+export interface BatchSubmission {
+  jobs: JobRow[];
+  /** false: an earlier request with the same Idempotency-Key and body made these jobs. */
+  created: boolean;
+}
 
 export interface Submission {
   job: JobRow;
@@ -50,44 +78,71 @@ export class JobsService {
     private readonly ids: IdGenerator,
   ) {}
 
+  /** `POST /v1/projects/{project}/jobs`: one job. */
   async submit(projectRef: string, dto: SubmitJobDto, idempotencyKey: string | undefined, ctx: RequestContext): Promise<Submission> {
+    const { jobs, created } = await this.submitJobs(projectRef, [dto], idempotencyKey, ctx, 'one');
+    return { job: jobs[0], created };
+  }
+
+  /** `POST /v1/projects/{project}/job-batches`: 1 to 1,000 jobs, all or nothing, in the order given. */
+  submitBatch(projectRef: string, dto: SubmitJobBatchDto, idempotencyKey: string | undefined, ctx: RequestContext): Promise<BatchSubmission> {
+    return this.submitJobs(projectRef, dto.jobs, idempotencyKey, ctx, 'batch');
+  }
+
+  /**
+   * Submits jobs, all or nothing. Every job is checked first (definition size, spec, the plan's
+   * timeout cap); a batch names a refused job's fields by its index (`jobs[3].timeout`). Without
+   * an Idempotency-Key one job is one statement; a batch, or a key's claim, one transaction.
+   */
+  private async submitJobs(
+    projectRef: string,
+    dtos: readonly SubmitJobDto[],
+    idempotencyKey: string | undefined,
+    ctx: RequestContext,
+    kind: 'one' | 'batch',
+  ): Promise<BatchSubmission> {
     const orgId = orgOf(ctx.principal);
     const project = await this.orgs.findProject(orgId, projectRef);
     if (project === null) throw new NotFoundError('project not found');
     if (idempotencyKey !== undefined && !IDEMPOTENCY_KEY.test(idempotencyKey)) {
       throw new ValidationError('Idempotency-Key must be 1-255 visible ASCII characters');
     }
-    const definition = canonicalJson({ cmd: dto.cmd, entrypoint: dto.entrypoint, env: dto.env, filePaths: dto.filePaths, image: dto.image });
-    if (Buffer.byteLength(definition) > MAX_JOB_DEFINITION_BYTES) {
-      throw new ValidationError(`cmd, entrypoint, env and filePaths together must be at most ${MAX_JOB_DEFINITION_BYTES / 1024} KiB of JSON`);
-    }
-    const requestHash = sha256Hex(canonicalJson({ project: project.id, body: dto }));
+    const field = (i: number, name?: string) => (kind === 'one' ? (name ?? '') : `jobs[${i}]${name === undefined ? '' : `.${name}`}`);
+    const refusals: Refusal[] = [];
+    const refuse = (i: number, name: string | undefined, message: string, short: string) => {
+      refusals.push({ field: field(i, name), message: kind === 'one' ? message : `${field(i)}: ${message}`, short });
+    };
+    dtos.forEach((dto, i) => {
+      const definition = canonicalJson({ cmd: dto.cmd, entrypoint: dto.entrypoint, env: dto.env, filePaths: dto.filePaths, image: dto.image });
+      if (Buffer.byteLength(definition) > MAX_JOB_DEFINITION_BYTES) {
+        refuse(i, undefined, `cmd, entrypoint, env and filePaths together must be at most ${MAX_JOB_DEFINITION_BYTES / 1024} KiB of JSON`, 'too large');
+      }
+    });
+    throwRefusals(refusals, kind);
+    // A single submission's hash is what it always was (keys stay valid across the upgrade); a
+    // batch's covers the whole list, and differs from any single submission's.
+    const requestHash = sha256Hex(canonicalJson(kind === 'one' ? { project: project.id, body: dtos[0] } : { project: project.id, batch: dtos }));
     const since = new Date(this.clock.now().getTime() - IDEMPOTENCY_WINDOW_MS);
     if (idempotencyKey !== undefined) {
       const earlier = await this.replay(orgId, idempotencyKey, requestHash, since);
-      if (earlier !== null) return { job: earlier, created: false };
+      if (earlier !== null) return { jobs: earlier, created: false };
     }
 
     const org = await this.orgs.findOrg(orgId);
     if (org === null) throw new NotFoundError('organization not found');
-    const spec = await this.specs.find(dto.spec);
-    if (spec === null) {
-      throw new ValidationError(`spec "${dto.spec}" does not exist`, [{ field: 'spec', message: 'unknown spec' }]);
-    }
     const rules = PLANS[org.plan];
-    const cap = rules.maxTimeout;
-    const timeout = dto.timeout ?? rules.defaultTimeout;
-    if (cap !== null && timeout > cap) {
-      throw new ValidationError(`the ${org.plan} plan allows a timeout of at most ${cap} s`, [
-        { field: 'timeout', message: `at most ${cap}` },
-      ]);
-    }
-
-    const jobId = this.ids.next();
+    const specs = new Map<string, Awaited<ReturnType<SpecsService['find']>>>();
+    for (const dto of dtos) if (!specs.has(dto.spec)) specs.set(dto.spec, await this.specs.find(dto.spec));
     const at = this.clock.now().toISOString();
-    let submitted: JobState;
-    try {
-      ({ state: submitted } = await this.execute(jobId, ctx, {
+    const submissions = dtos.map((dto, i) => {
+      const spec = specs.get(dto.spec) ?? null;
+      if (spec === null) refuse(i, 'spec', `spec "${dto.spec}" does not exist`, 'unknown spec');
+      const cap = rules.maxTimeout;
+      const timeout = dto.timeout ?? rules.defaultTimeout;
+      if (cap !== null && timeout > cap) refuse(i, 'timeout', `the ${org.plan} plan allows a timeout of at most ${cap} s`, `at most ${cap}`);
+      if (spec === null) return null;
+      const jobId = this.ids.next();
+      const command: Extract<JobCommand, { type: 'submit' }> = {
         type: 'submit',
         at,
         job: {
@@ -108,31 +163,48 @@ export class JobsService {
           sourceIp: ctx.sourceIp,
           idempotency: idempotencyKey === undefined ? null : { key: idempotencyKey, requestHash },
         },
-      }, idempotencyKey === undefined ? {} : {
-        // A transaction, since the key's claim may refuse the submission.
-        alsoInTransaction: async (tx) => {
-          const claimed = await this.jobs.claimIdempotencyKey(tx, { orgId, key: idempotencyKey, requestHash, jobId, at, since });
-          if (!claimed) throw new IdempotencyKeyTaken();
-        },
-      }));
+      };
+      return { jobId, command };
+    });
+    throwRefusals(refusals, kind);
+    const valid = submissions as { jobId: string; command: Extract<JobCommand, { type: 'submit' }> }[];
+
+    const jobIds = valid.map((submission) => submission.jobId);
+    // Claimed in the transaction that submits: a concurrent request with the key loses one or the other.
+    const claimKey =
+      idempotencyKey === undefined
+        ? undefined
+        : async (tx: Sql) => {
+            const claimed = await this.jobs.claimIdempotencyKey(tx, { orgId, key: idempotencyKey, requestHash, jobIds, at, since });
+            if (!claimed) throw new IdempotencyKeyTaken();
+          };
+    let submitted: JobState[];
+    try {
+      submitted =
+        kind === 'one'
+          ? [(await this.commands.execute(valid[0].jobId, valid[0].command, ctx.metadata, claimKey === undefined ? {} : { alsoInTransaction: claimKey })).state]
+          : await this.commands.submitAll(valid, ctx.metadata, claimKey);
     } catch (error) {
       if (!(error instanceof IdempotencyKeyTaken) || idempotencyKey === undefined) throw error;
       // A concurrent request with the same key committed first: answer as its retry.
       const earlier = await this.replay(orgId, idempotencyKey, requestHash, since);
       if (earlier === null) throw new ConflictError('a request with this Idempotency-Key is in progress; retry', { cause: error });
-      return { job: earlier, created: false };
+      return { jobs: earlier, created: false };
     }
-    // The job as it committed (pending): no read of the row just written.
-    return { job: jobRowOf(submitted), created: true };
+    // The jobs as they committed (pending): no read of the rows just written.
+    return { jobs: submitted.map(jobRowOf), created: true };
   }
 
-  private async replay(orgId: string, key: string, requestHash: string, since: Date): Promise<JobRow | null> {
+  /** The jobs an earlier request with the key made, in its order; null if the key is free. */
+  private async replay(orgId: string, key: string, requestHash: string, since: Date): Promise<JobRow[] | null> {
     const earlier = await this.jobs.findIdempotent(orgId, key, since);
     if (earlier === null) return null;
     if (earlier.request_hash !== requestHash) {
       throw new ConflictError('this Idempotency-Key was used with a different request in the last 24 hours');
     }
-    return this.mustFind(earlier.job_id);
+    const jobs = await this.jobs.findAll(earlier.job_ids);
+    if (jobs.length !== earlier.job_ids.length) throw new NotFoundError('job not found');
+    return jobs;
   }
 
   async get(ref: string, ctx: RequestContext): Promise<JobRow> {
