@@ -5,6 +5,7 @@ import { Gateway1764489600003 } from './1764489600003-gateway';
 import { Projections1764489600004 } from './1764489600004-projections';
 import { QueueHistory1764489600005 } from './1764489600005-queue-history';
 import { JobBatches1764489600006 } from './1764489600006-job-batches';
+import { PendingByOrg1764489600007 } from './1764489600007-pending-by-org';
 
 /** Every migration in order. Listed, not globbed, so the same list runs from .ts and from dist. */
 export const MIGRATIONS = [
@@ -15,4 +16,5 @@ export const MIGRATIONS = [
   Projections1764489600004,
   QueueHistory1764489600005,
   JobBatches1764489600006,
+  PendingByOrg1764489600007,
 ];

@@ -31,13 +31,13 @@ export interface JobRow {
 export class JobsRepository {
   constructor(private readonly db: Db) {}
 
-  /** The specs an org has pending jobs on. */
+  /** The specs an org has pending jobs on: one index probe per spec (jobs_pending_org_idx), not a scan of every pending job. */
   async pendingSpecsOf(orgId: string): Promise<string[]> {
-    const { rows } = await this.db.query<{ spec: string }>(
-      `SELECT DISTINCT spec FROM jobs WHERE org_id = $1 AND status = 'pending'`,
+    const { rows } = await this.db.query<{ slug: string }>(
+      `SELECT s.slug FROM specs s WHERE EXISTS (SELECT 1 FROM jobs j WHERE j.status = 'pending' AND j.spec_id = s.id AND j.org_id = $1)`,
       [orgId],
     );
-    return rows.map((r) => r.spec);
+    return rows.map((r) => r.slug);
   }
 
   async find(id: string): Promise<JobRow | null> {

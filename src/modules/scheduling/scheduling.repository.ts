@@ -36,24 +36,42 @@ function underPlanLimits(limit: 'orgInFlightLimit' | 'ipInFlightLimit', count: s
  * flight, then the oldest job. Jobs whose organization (or, for unclaimed, source IP) is at its
  * in-flight limit are left out. Limits follow the organization's plan now, priority the plan at
  * submission.
+ *
+ * It reads no more than it needs, whatever the length of the queue: the organizations with jobs
+ * pending on the runner's specs (a skip scan of jobs_pending_org_idx: one index probe per
+ * organization), and of each the first $2 of its pending jobs in its own claim order (priority,
+ * age), which is all of it that can be among the first $2 overall, since the jobs of one
+ * organization share its in-flight count. A job left out by its source IP's limit is skipped
+ * inside its organization's list, so the list still holds $2 that pass.
  */
 const CANDIDATES = `
-  WITH in_flight AS (
+  WITH RECURSIVE runner_spec AS (
+    SELECT rs.spec_id FROM runner_specs rs JOIN runners r ON r.id = rs.runner_id
+     WHERE rs.runner_id = $1 AND NOT r.archived
+  ), queued_org AS (
+    SELECT s.spec_id, first.org_id FROM runner_spec s CROSS JOIN LATERAL (
+      SELECT org_id FROM jobs WHERE status = 'pending' AND spec_id = s.spec_id ORDER BY org_id LIMIT 1) first
+    UNION ALL
+    SELECT q.spec_id, next.org_id FROM queued_org q CROSS JOIN LATERAL (
+      SELECT org_id FROM jobs WHERE status = 'pending' AND spec_id = q.spec_id AND org_id > q.org_id ORDER BY org_id LIMIT 1) next
+  ), in_flight AS (
     SELECT org_id, count(*) AS n FROM jobs WHERE status IN (${IN_FLIGHT}) GROUP BY org_id
   ), ip_in_flight AS (
     SELECT j.source_ip, count(*) AS n FROM jobs j JOIN orgs o ON o.id = j.org_id
      WHERE j.status IN (${IN_FLIGHT}) AND ${sqlIn('o.plan', IP_PLANS)} GROUP BY j.source_ip
   )
-  SELECT j.id, j.org_id, j.source_ip, o.plan, o.max_concurrency, j.version
-    FROM jobs j
-    JOIN orgs o ON o.id = j.org_id
-    LEFT JOIN in_flight f ON f.org_id = j.org_id
-    LEFT JOIN ip_in_flight ip ON ${sqlIn('o.plan', IP_PLANS)} AND ip.source_ip IS NOT DISTINCT FROM j.source_ip
-   WHERE j.status = 'pending'
-     AND j.spec_id IN (SELECT rs.spec_id FROM runner_specs rs JOIN runners r ON r.id = rs.runner_id
-                        WHERE rs.runner_id = $1 AND NOT r.archived)
+  SELECT j.id, q.org_id, j.source_ip, o.plan, o.max_concurrency, j.version
+    FROM queued_org q
+    JOIN orgs o ON o.id = q.org_id
+    LEFT JOIN in_flight f ON f.org_id = q.org_id
+    CROSS JOIN LATERAL (
+      SELECT p.id, p.source_ip, p.priority, p.created_at, p.version FROM jobs p
+       WHERE p.status = 'pending' AND p.spec_id = q.spec_id AND p.org_id = q.org_id
+         ${underPlanLimits('ipInFlightLimit', 'COALESCE((SELECT ip.n FROM ip_in_flight ip WHERE ip.source_ip IS NOT DISTINCT FROM p.source_ip), 0)')}
+       ORDER BY p.priority DESC, p.created_at, p.id
+       LIMIT $2) j
+   WHERE true
      ${underPlanLimits('orgInFlightLimit', 'COALESCE(f.n, 0)')}
-     ${underPlanLimits('ipInFlightLimit', 'COALESCE(ip.n, 0)')}
      AND NOT (o.max_concurrency IS NOT NULL AND COALESCE(f.n, 0) >= o.max_concurrency)
    ORDER BY j.priority DESC, COALESCE(f.n, 0), j.created_at, j.id
    LIMIT $2`;
