@@ -102,8 +102,11 @@ export class JobsService {
     kind: 'one' | 'batch',
   ): Promise<BatchSubmission> {
     const orgId = orgOf(ctx.principal);
-    const project = await this.orgs.findProject(orgId, projectRef);
-    if (project === null) throw new NotFoundError('project not found');
+    // The project and its organization's plan now, in one read.
+    const found = await this.orgs.findProjectForSubmission(orgId, projectRef);
+    if (found === null) throw new NotFoundError('project not found');
+    const project = { id: found.project_id };
+    const org = { plan: found.plan };
     if (idempotencyKey !== undefined && !IDEMPOTENCY_KEY.test(idempotencyKey)) {
       throw new ValidationError('Idempotency-Key must be 1-255 visible ASCII characters');
     }
@@ -128,8 +131,6 @@ export class JobsService {
       if (earlier !== null) return { jobs: earlier, created: false };
     }
 
-    const org = await this.orgs.findOrg(orgId);
-    if (org === null) throw new NotFoundError('organization not found');
     const rules = PLANS[org.plan];
     const specs = new Map<string, Awaited<ReturnType<SpecsService['find']>>>();
     for (const dto of dtos) if (!specs.has(dto.spec)) specs.set(dto.spec, await this.specs.find(dto.spec));

@@ -68,6 +68,21 @@ export class OrgsRepository {
     return rows.length === 1 ? rows[0] : null;
   }
 
+  /**
+   * A project with what a submission needs of its organization now (its plan), in one read;
+   * null as `findProject` says.
+   */
+  async findProjectForSubmission(orgId: string, ref: string): Promise<{ project_id: string; plan: Plan } | null> {
+    const byId = UUID_PATTERN.test(ref);
+    const { rows } = await this.db.query<{ project_id: string; plan: Plan }>(
+      `SELECT p.id AS project_id, o.plan FROM projects p JOIN orgs o ON o.id = p.org_id
+        WHERE p.${byId ? 'id' : 'slug'} = $1 AND p.org_id = $2
+        ORDER BY p.created_at LIMIT 2`,
+      [ref, orgId],
+    );
+    return rows.length === 1 ? rows[0] : null;
+  }
+
   async listProjects(orgId: string): Promise<ProjectRow[]> {
     return (await this.db.query<ProjectRow>(`SELECT * FROM projects WHERE org_id = $1 ORDER BY created_at, id`, [orgId])).rows;
   }

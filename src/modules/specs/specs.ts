@@ -100,8 +100,14 @@ export function decideCreateSpec(state: SpecCreated['data'] | null, spec: SpecCr
 const isCount = (value: unknown, max: number): value is number => Number.isSafeInteger(value) && (value as number) >= 1 && (value as number) <= max;
 
 /** Hardware specs: classes of identical machines that jobs ask for and runners serve. */
+/** How many entries `find` keeps (a spec takes two: by id and by slug); past it, it reads. */
+const MAX_KNOWN_SPECS = 10_000;
+
 @Injectable()
 export class SpecsService {
+  /** Specs found so far, by id and by slug (see `find`). */
+  private readonly known = new Map<string, SpecRow>();
+
   constructor(
     private readonly db: Db,
     private readonly commands: CommandHandler,
@@ -133,8 +139,17 @@ export class SpecsService {
 
   /** By id or slug. */
   async find(ref: string): Promise<SpecRow | null> {
+    const known = this.known.get(ref);
+    if (known !== undefined) return known;
     const column = UUID_PATTERN.test(ref) ? 'id' : 'slug';
-    return (await this.db.query<SpecRow>(`SELECT * FROM specs WHERE ${column} = $1`, [ref])).rows[0] ?? null;
+    const spec = (await this.db.query<SpecRow>(`SELECT * FROM specs WHERE ${column} = $1`, [ref])).rows[0] ?? null;
+    // A spec never changes once created (its stream has one event) and is never removed, so a
+    // spec found stays as found; one not found yet is asked for again.
+    if (spec !== null && this.known.size < MAX_KNOWN_SPECS) {
+      this.known.set(spec.id, spec);
+      this.known.set(spec.slug, spec);
+    }
+    return spec;
   }
 
   /** Every spec named, by id or slug, or the first one that does not exist. */
