@@ -1,27 +1,36 @@
 import type { Sql } from './db';
 
-/** Allocates the placeholders of a statement being composed, and says how to read the guard. */
-export interface StatementParts {
-  /** `$n` for `value`, numbered after everything the statement holds before it. */
-  param(value: unknown): string;
-  /**
-   * A boolean SQL expression, true when the write must take effect: in the append's statement,
-   * whether the events went in (a refused append writes nothing else either); standalone, `true`.
-   */
-  readonly guard: string;
+/**
+ * A write to an inline view that follows events, made in the statement that appends them when it
+ * can (one round trip, and no transaction of its own: a statement commits or fails whole), or as
+ * a statement of its own in the append's transaction when not.
+ *
+ * Its rows are JSON values, bound as one jsonb array, so the writes of several commands appended
+ * together (a group commit: EventStore.appendEach) merge by `name` into one write of all their
+ * rows, and the statement's text does not depend on how many there are. `sql` must take effect
+ * only for the rows whose stream's event went in: `wentIn(expr)` is SQL that is true where the
+ * stream named by the SQL expression `expr` (a uuid) got its event.
+ */
+export interface InlineWrite {
+  /** Writes of the same name have the same `sql`: a batch merges their rows. */
+  readonly name: string;
+  readonly rows: readonly unknown[];
+  /** A data-modifying statement (INSERT/UPDATE, no RETURNING that anyone reads), given the placeholder of the rows (jsonb). */
+  readonly sql: (rows: string, wentIn: (streamId: string) => string) => string;
 }
 
-/**
- * A write to an inline view, made in the same statement as the events it follows when it can be
- * (one round trip, and no transaction of its own: a single statement commits or fails whole), or
- * as a statement of its own inside the append's transaction when not. The SQL is a
- * data-modifying statement (INSERT/UPDATE, no RETURNING the caller needs) that must take effect
- * only where `parts.guard` holds; it allocates its placeholders in a fixed order (the text names
- * the prepared statement).
- */
-export type InlineWrite = (parts: StatementParts) => string;
+/** The writes with their rows merged by name, in the order each name first appears. */
+export function mergeInlineWrites(writes: readonly InlineWrite[]): InlineWrite[] {
+  const merged = new Map<string, { name: string; rows: unknown[]; sql: InlineWrite['sql'] }>();
+  for (const write of writes) {
+    const held = merged.get(write.name);
+    if (held === undefined) merged.set(write.name, { name: write.name, rows: [...write.rows], sql: write.sql });
+    else held.rows.push(...write.rows);
+  }
+  return [...merged.values()];
+}
 
-/** Placeholders for a statement that already holds `taken` of them. */
+/** Placeholders for a statement that already holds some. */
 export class Placeholders {
   readonly values: unknown[];
 
@@ -34,18 +43,18 @@ export class Placeholders {
     return `$${this.values.length}`;
   }
 
-  /** The writes as WITH items named `${prefix}0`, `${prefix}1`, ..., each taking effect where `guard` holds. */
-  withItems(writes: readonly InlineWrite[], guard: string, prefix = 'inline_'): string {
-    const parts: StatementParts = { param: (value) => this.param(value), guard };
-    return writes.map((write, i) => `${prefix}${i} AS (${write(parts)})`).join(',\n');
+  /** The writes (merged by name) as WITH items named `${prefix}0`, `${prefix}1`, ..., each taking effect where `wentIn` says. */
+  withItems(writes: readonly InlineWrite[], wentIn: (streamId: string) => string, prefix = 'inline_'): string {
+    return mergeInlineWrites(writes)
+      .map((write, i) => `${prefix}${i} AS (${write.sql(`${this.param(JSON.stringify(write.rows))}::jsonb`, wentIn)})`)
+      .join(',\n');
   }
 }
 
-/** Runs the writes one statement each (in the caller's transaction), unguarded. */
+/** Runs the writes (merged by name) one statement each, in the caller's transaction, for every row. */
 export async function runInlineWrites(sql: Sql, writes: readonly InlineWrite[]): Promise<void> {
-  for (const write of writes) {
-    const placeholders = new Placeholders();
-    const text = write({ param: (value) => placeholders.param(value), guard: 'true' });
-    await sql.query(text, placeholders.values);
+  for (const write of mergeInlineWrites(writes)) {
+    if (write.rows.length === 0) continue;
+    await sql.query(write.sql('$1::jsonb', () => 'true'), [JSON.stringify(write.rows)]);
   }
 }

@@ -7,7 +7,7 @@ import type { DomainEvent, EventMetadata } from '../../events/envelope';
 import { createTestDatabase, type TestDatabase } from '../../../test/support/postgres';
 import { Database } from '../database/database';
 import type { Sql } from '../database/db';
-import type { StatementParts } from '../database/inline-write';
+import type { InlineWrite } from '../database/inline-write';
 import { type Command, CommandHandler } from './command-handler';
 import { CommitSignal } from './commit-signal';
 import { EventStore } from './event-store';
@@ -247,9 +247,9 @@ describe('CommandHandler: inline writes in the append statement', () => {
   beforeEach(() => (transactions = 0));
 
   /** Records the counter's new value with each event. */
-  const probe = (id: string) => (state: Counter) => [
-    (q: StatementParts) => `INSERT INTO inline_probe (stream_id, n) SELECT ${q.param(id)}::uuid, ${q.param(state.n)}::int WHERE ${q.guard}`,
-  ];
+  const PROBE_SQL: InlineWrite['sql'] = (rows, wentIn) =>
+    `INSERT INTO inline_probe (stream_id, n) SELECT p.stream_id, p.n FROM jsonb_to_recordset(${rows}) AS p(stream_id uuid, n int) WHERE ${wentIn('p.stream_id')}`;
+  const probe = (id: string) => (state: Counter): InlineWrite[] => [{ name: 'probe', rows: [{ stream_id: id, n: state.n }], sql: PROBE_SQL }];
   const increment = (handler: CommandHandler, id: string, by: number, options?: { newStream?: boolean }) =>
     handler.execute(
       {

@@ -6,6 +6,7 @@ import { Db, type Sql } from '../database/db';
 import type { InlineWrite } from '../database/inline-write';
 import { CommitSignal } from './commit-signal';
 import { EventStore } from './event-store';
+import { GroupCommit } from './group-commit';
 
 export interface Command<S, E extends DomainEvent> {
   stream: { id: string; type: string };
@@ -98,12 +99,15 @@ class StreamCache {
 @Injectable()
 export class CommandHandler {
   private readonly cache = new StreamCache();
+  private readonly group: GroupCommit;
 
   constructor(
     private readonly db: Db,
     private readonly store: EventStore,
     private readonly signal: CommitSignal,
-  ) {}
+  ) {
+    this.group = new GroupCommit(db, store);
+  }
 
   /** Reads and folds the stream (never from the cache), each event read with `decode`. */
   async load<S, E extends DomainEvent>(
@@ -142,11 +146,12 @@ export class CommandHandler {
       for (const event of events) next = command.evolve(next, event);
       const inline = command.inline?.(next as S) ?? [];
       const append = (sql: Sql) => this.store.append(sql, command.stream, version, events, command.metadata, { prevHash: lastHash, inline });
-      // One statement is atomic on its own: no BEGIN and COMMIT around it.
+      // One statement is atomic on its own: no BEGIN and COMMIT around it, and it may share its
+      // statement with other commands' (group commit).
       const alone = command.prepare === undefined && command.project === undefined && EventStore.appendsInOneStatement(version, events.length, lastHash);
       try {
         const envelopes = alone
-          ? (await append(this.db)).envelopes
+          ? [await this.group.append({ stream: command.stream, expectedVersion: version, prevHash: lastHash, event: events[0], metadata: command.metadata, inline })]
           : await this.db.transaction(async (tx) => {
               await command.prepare?.(tx);
               const appended = await append(tx);

@@ -209,7 +209,7 @@ export class EventStore {
       drafts.map((d) => Buffer.from(d.around.before, 'utf8')),
       drafts.map((d) => Buffer.from(d.around.after, 'utf8')),
     ]);
-    const writes = inline.length === 0 ? '' : `,\n${placeholders.withItems(inline, 'true')}`;
+    const writes = inline.length === 0 ? '' : `,\n${placeholders.withItems(inline, (streamId) => `${streamId} IN (SELECT stream_id FROM appended)`)}`;
     const { rows } = await tx.query<{ stream_id: string; global_position: string; hash: string }>(
       `WITH input AS (
          SELECT * FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::text[], $5::int[], $6::jsonb[], $7::jsonb[], $9::bytea[], $10::bytea[])
@@ -233,6 +233,92 @@ export class EventStore {
     return drafts.map(({ unplaced }) => {
       const row = placed.get(unplaced.streamId.toLowerCase());
       if (row === undefined) throw new ConcurrencyError(unplaced.streamId, 0, null);
+      return { ...unplaced, globalPosition: Number(row.global_position), hash: row.hash } as EventEnvelope<E>;
+    });
+  }
+
+  /**
+   * Appends one event to each of several streams with one statement (a group commit), each at
+   * its expected version and known head: new streams (expectedVersion 0) are created, existing
+   * ones locked in stream order (so two such statements never wait on each other in a cycle) and
+   * checked. An entry whose stream is not where it expected gets a ConcurrencyError and writes
+   * nothing, its writes included; the others go in. The `inline` writes (merged by name) take
+   * effect for the entries that went in.
+   *
+   * Per-stream order in the log holds without the single append's rule that the append be its
+   * transaction's first write: an entry's expected head was read (or written by this process)
+   * and committed before the entry was decided, so before this statement began, and this
+   * statement's transaction id is drawn after it began; the head's lock then orders it after any
+   * writer of the stream still in progress, whose commit moves the head and refuses the entry.
+   * So an event's transaction is always younger than its predecessor's in its stream.
+   */
+  async appendEach<E extends DomainEvent>(
+    sql: Sql,
+    entries: readonly { stream: { id: string; type: string }; expectedVersion: number; prevHash: string; event: E; metadata: EventMetadata }[],
+    inline: readonly InlineWrite[] = [],
+  ): Promise<(EventEnvelope<E> | ConcurrencyError)[]> {
+    if (entries.length === 0) return [];
+    if (new Set(entries.map((entry) => entry.stream.id.toLowerCase())).size !== entries.length) {
+      throw new Error('appendEach: a stream is named twice');
+    }
+    const occurredAt = this.clock.now().toISOString();
+    const drafts = entries.map((entry) => {
+      const unplaced = this.draft(entry.stream, entry.expectedVersion + 1, entry.event, entry.metadata, occurredAt, entry.prevHash);
+      const data = new CanonicalJson(entry.event.data);
+      const encodedMetadata = new CanonicalJson(entry.metadata);
+      return { entry, unplaced, data, encodedMetadata, around: hashedTextAroundPosition({ ...unplaced, data, metadata: encodedMetadata }) };
+    });
+    const placeholders = new Placeholders([
+      drafts.map((d) => d.unplaced.streamId),
+      drafts.map((d) => d.unplaced.streamType),
+      drafts.map((d) => d.entry.expectedVersion),
+      drafts.map((d) => d.entry.prevHash),
+      drafts.map((d) => d.unplaced.id),
+      drafts.map((d) => d.unplaced.type),
+      drafts.map((d) => d.unplaced.schemaVersion),
+      drafts.map((d) => d.data.text),
+      drafts.map((d) => d.encodedMetadata.text),
+      drafts.map((d) => Buffer.from(d.around.before, 'utf8')),
+      drafts.map((d) => Buffer.from(d.around.after, 'utf8')),
+      occurredAt,
+    ]);
+    const writes = inline.length === 0 ? '' : `,\n${placeholders.withItems(inline, (streamId) => `${streamId} IN (SELECT stream_id FROM appended)`)}`;
+    const { rows } = await sql.query<{ n: string; global_position: string | null; hash: string | null; head_version: number | null }>(
+      `WITH input AS (
+         SELECT * FROM unnest($1::uuid[], $2::text[], $3::int[], $4::text[], $5::uuid[], $6::text[], $7::int[], $8::jsonb[], $9::jsonb[], $10::bytea[], $11::bytea[])
+           WITH ORDINALITY AS i(stream_id, stream_type, expected, prev_hash, id, type, v, d, m, before, after, n)),
+       head AS (
+         SELECT s.stream_id, s.version, s.last_hash FROM streams s
+          WHERE s.stream_id IN (SELECT stream_id FROM input WHERE expected > 0)
+          ORDER BY s.stream_id FOR UPDATE),
+       ready AS (
+         SELECT i.* FROM input i LEFT JOIN head hd ON hd.stream_id = i.stream_id
+          WHERE i.expected = 0 OR (hd.version = i.expected AND hd.last_hash = i.prev_hash)),
+       drawn AS (SELECT r.*, nextval('events_global_position_seq') AS g FROM (SELECT * FROM ready ORDER BY n) r),
+       h AS (SELECT drawn.*, encode(sha256(before || convert_to(g::text, 'UTF8') || after), 'hex') AS hash FROM drawn),
+       created AS (
+         INSERT INTO streams (stream_id, stream_type, version, last_hash)
+         SELECT stream_id, stream_type, 1, hash FROM h WHERE expected = 0
+         ON CONFLICT (stream_id) DO NOTHING RETURNING stream_id),
+       appended AS (
+         INSERT INTO events (global_position, id, stream_id, stream_type, stream_position, type,
+           schema_version, data, metadata, occurred_at, hash, prev_hash)
+         SELECT g, id, stream_id, stream_type, expected + 1, type, v, d, m, $12, hash, prev_hash FROM h
+          WHERE expected > 0 OR stream_id IN (SELECT stream_id FROM created)
+         RETURNING stream_id, global_position, hash),
+       moved AS (
+         UPDATE streams s SET version = h.expected + 1, last_hash = h.hash FROM h
+          WHERE s.stream_id = h.stream_id AND h.expected > 0 RETURNING 1)${writes}
+       SELECT i.n, a.global_position, a.hash, hd.version AS head_version
+         FROM input i LEFT JOIN appended a ON a.stream_id = i.stream_id LEFT JOIN head hd ON hd.stream_id = i.stream_id
+        ORDER BY i.n`,
+      placeholders.values,
+    );
+    return drafts.map(({ entry, unplaced }, i) => {
+      const row = rows[i];
+      if (row === undefined || row.global_position === null || row.hash === null) {
+        return new ConcurrencyError(entry.stream.id, entry.expectedVersion, row?.head_version ?? null);
+      }
       return { ...unplaced, globalPosition: Number(row.global_position), hash: row.hash } as EventEnvelope<E>;
     });
   }
@@ -307,7 +393,7 @@ export class EventStore {
     ];
     // The inline views' writes, each taking effect only if the event went in.
     const placeholders = new Placeholders(params);
-    const writes = inline.length === 0 ? '' : `,\n${placeholders.withItems(inline, 'EXISTS (SELECT 1 FROM appended)')}`;
+    const writes = inline.length === 0 ? '' : `,\n${placeholders.withItems(inline, () => 'EXISTS (SELECT 1 FROM appended)')}`;
     let row: { version: number | null; xid_before: string | null; global_position: string | null; hash: string | null } | undefined;
     if (expectedVersion === 0) {
       const { rows } = await tx.query<{ global_position: string; hash: string }>(

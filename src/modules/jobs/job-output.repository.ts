@@ -12,6 +12,17 @@ export interface JobOutput {
   truncated?: boolean;
 }
 
+const BLOBS_SQL: InlineWrite['sql'] = (rows, wentIn) => `INSERT INTO blobs (sha256, bytes, content)
+  SELECT DISTINCT ON (b.sha256) b.sha256, b.bytes, decode(b.content, 'base64')
+    FROM jsonb_to_recordset(${rows}) AS b(job_id uuid, sha256 text, bytes int, content text)
+   WHERE ${wentIn('b.job_id')}
+  ON CONFLICT (sha256) DO NOTHING`;
+
+const JOB_OUTPUTS_SQL: InlineWrite['sql'] = (rows, wentIn) => `INSERT INTO job_outputs (job_id, attempt, kind, path, sha256)
+  SELECT o.job_id, o.attempt, o.kind, o.path, o.sha256
+    FROM jsonb_to_recordset(${rows}) AS o(job_id uuid, attempt int, kind text, path text, sha256 text)
+   WHERE ${wentIn('o.job_id')}`;
+
 /**
  * Job output, kept out of the event rows: the events carry each part's size and SHA-256 (the
  * summary), the content is stored once per digest in `blobs`.
@@ -42,20 +53,16 @@ export class JobOutputRepository {
     if (output.stderr !== undefined) parts.push({ kind: 'stderr', path: '', content: output.stderr });
     for (const [path, content] of Object.entries(output.files ?? {})) parts.push({ kind: 'file', path, content });
     if (parts.length === 0) return [];
-    const buffers = parts.map((p) => Buffer.from(p.content, 'utf8'));
-    const digests = buffers.map((b) => sha256Hex(b));
+    const stored = parts.map((p) => {
+      const bytes = Buffer.from(p.content, 'utf8');
+      return { ...p, bytes, sha256: sha256Hex(bytes) };
+    });
     return [
-      (q) => `INSERT INTO blobs (sha256, bytes, content)
-       SELECT * FROM unnest(${q.param(digests)}::text[], ${q.param(buffers.map((b) => b.length))}::int[], ${q.param(buffers)}::bytea[])
-        WHERE ${q.guard}
-       ON CONFLICT (sha256) DO NOTHING`,
-      (q) => `INSERT INTO job_outputs (job_id, attempt, kind, path, sha256)
-       SELECT ${q.param(jobId)}::uuid, ${q.param(attempt)}::int, *
-         FROM unnest(${q.param(parts.map((p) => p.kind))}::text[], ${q.param(parts.map((p) => p.path))}::text[], ${q.param(digests)}::text[])
-        WHERE ${q.guard}`,
+      // Bytes travel as base64 inside the JSON rows (jsonb has no bytes).
+      { name: 'blobs', rows: stored.map((p) => ({ job_id: jobId, sha256: p.sha256, bytes: p.bytes.length, content: p.bytes.toString('base64') })), sql: BLOBS_SQL },
+      { name: 'job_outputs', rows: stored.map((p) => ({ job_id: jobId, attempt, kind: p.kind, path: p.path, sha256: p.sha256 })), sql: JOB_OUTPUTS_SQL },
     ];
   }
-
 
   /** The output of the job's attempt, as text. */
   async find(jobId: string, attempt: number): Promise<{ stdout: string | null; stderr: string | null; files: Record<string, string> }> {

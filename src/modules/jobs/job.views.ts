@@ -51,14 +51,17 @@ export function jobRowOf(job: JobState): JobRow {
   };
 }
 
-/** The write of folded jobs to the jobs view (one statement for any number of jobs). */
-export function jobStatesWrite(jobs: readonly JobState[]): InlineWrite {
-  return (q) => `INSERT INTO jobs SELECT * FROM jsonb_populate_recordset(NULL::jobs, ${q.param(JSON.stringify(jobs.map(row)))}::jsonb)
-     WHERE ${q.guard}
+/** The jobs view's write: one statement for any number of jobs. */
+const JOB_STATES_SQL: InlineWrite['sql'] = (rows, wentIn) => `INSERT INTO jobs SELECT * FROM jsonb_populate_recordset(NULL::jobs, ${rows}) r
+     WHERE ${wentIn('r.id')}
      ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status, attempt = EXCLUDED.attempt,
        runner_id = EXCLUDED.runner_id, claimed_at = EXCLUDED.claimed_at, started_at = EXCLUDED.started_at,
        finished_at = EXCLUDED.finished_at, exit_code = EXCLUDED.exit_code, failure = EXCLUDED.failure,
        version = EXCLUDED.version, cancel_acknowledged = EXCLUDED.cancel_acknowledged, state = EXCLUDED.state`;
+
+/** The write of folded jobs to the jobs view. */
+export function jobStatesWrite(jobs: readonly JobState[]): InlineWrite {
+  return { name: 'jobs', rows: jobs.map(row), sql: JOB_STATES_SQL };
 }
 
 /** Writes folded jobs to the jobs view (one statement for any number of jobs). */
