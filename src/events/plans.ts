@@ -42,6 +42,9 @@ export function plansWith(limit: 'orgInFlightLimit' | 'ipInFlightLimit'): Plan[]
   return PLAN_NAMES.filter((plan) => PLANS[plan][limit] !== null);
 }
 
+/** The plans with an in-flight limit of their own, per organization or per source IP. */
+export const LIMITED_PLANS: readonly Plan[] = PLAN_NAMES.filter((plan) => PLANS[plan].orgInFlightLimit !== null || PLANS[plan].ipInFlightLimit !== null);
+
 /** An organization's in-flight limit under `plan` now and its own `maxConcurrency`: the lower; null when neither sets one. */
 export function orgInFlightLimit(plan: Plan, maxConcurrency: number | null): number | null {
   const planLimit = PLANS[plan].orgInFlightLimit;

@@ -5,7 +5,7 @@ import type { StoredEvent } from '../../events/decode';
 import { Db, type Sql } from '../database/db';
 import type { InlineWrite } from '../database/inline-write';
 import { CommitSignal } from './commit-signal';
-import { EventStore } from './event-store';
+import { type AppendCheck, EventStore } from './event-store';
 import { GroupCommit } from './group-commit';
 
 export interface Command<S, E extends DomainEvent> {
@@ -22,6 +22,11 @@ export interface Command<S, E extends DomainEvent> {
    * to abort.
    */
   prepare?: (tx: Sql) => Promise<void>;
+  /**
+   * A check made in the append's own statement, after `prepare` (see AppendCheck): what it reads
+   * has committed before the statement, so after `prepare`'s locks were taken.
+   */
+  check?: AppendCheck;
   /**
    * Inline views' writes that need only the new state: made by the append's own statement (see
    * EventStore.append), so a command with neither `prepare` nor `project` commits its event and
@@ -145,10 +150,11 @@ export class CommandHandler {
       let next = state;
       for (const event of events) next = command.evolve(next, event);
       const inline = command.inline?.(next as S) ?? [];
-      const append = (sql: Sql) => this.store.append(sql, command.stream, version, events, command.metadata, { prevHash: lastHash, inline });
+      const append = (sql: Sql) => this.store.append(sql, command.stream, version, events, command.metadata, { prevHash: lastHash, inline, check: command.check });
       // One statement is atomic on its own: no BEGIN and COMMIT around it, and it may share its
       // statement with other commands' (group commit).
-      const alone = command.prepare === undefined && command.project === undefined && EventStore.appendsInOneStatement(version, events.length, lastHash);
+      const alone =
+        command.prepare === undefined && command.project === undefined && command.check === undefined && EventStore.appendsInOneStatement(version, events.length, lastHash);
       try {
         const envelopes = alone
           ? [await this.group.append({ stream: command.stream, expectedVersion: version, prevHash: lastHash, event: events[0], metadata: command.metadata, inline })]

@@ -69,6 +69,17 @@ function toEnvelope(row: EventRow): EventEnvelope {
 }
 
 /**
+ * A check an append makes in its own statement, reading what committed before that statement
+ * began (after the locks its transaction took before it): `sql` is a SELECT of one row with a
+ * boolean column `ok` (its placeholders from `param`); when `ok` is false nothing is appended and
+ * `refuse(row)` is thrown.
+ */
+export interface AppendCheck {
+  sql: (param: (value: unknown) => string) => string;
+  refuse: (row: Record<string, unknown>) => Error;
+}
+
+/**
  * The event store: streams of events in PostgreSQL with optimistic concurrency, a per-stream
  * SHA-256 chain, and a gap-safe reader of the whole log.
  *
@@ -103,13 +114,16 @@ export class EventStore {
     expectedVersion: number,
     events: readonly E[],
     metadata: EventMetadata,
-    options: { prevHash?: string; inline?: readonly InlineWrite[] } = {},
+    options: { prevHash?: string; inline?: readonly InlineWrite[]; check?: AppendCheck } = {},
   ): Promise<AppendResult<E>> {
     if (events.length === 0) return { nextVersion: expectedVersion, envelopes: [] };
     const inline = options.inline ?? [];
+    if (options.check !== undefined && (expectedVersion === 0 || !EventStore.appendsInOneStatement(expectedVersion, events.length, options.prevHash))) {
+      throw new Error('an append with a check must be one event on an existing stream whose head the caller names');
+    }
     if (EventStore.appendsInOneStatement(expectedVersion, events.length, options.prevHash)) {
       const knownHead = expectedVersion === 0 ? GENESIS_HASH : (options.prevHash as string);
-      return this.appendOne(tx, stream, expectedVersion, events[0], metadata, knownHead, inline);
+      return this.appendOne(tx, stream, expectedVersion, events[0], metadata, knownHead, inline, options.check);
     }
     const appended = await this.appendMany(tx, stream, expectedVersion, events, metadata);
     await runInlineWrites(tx, inline);
@@ -365,6 +379,7 @@ export class EventStore {
     metadata: EventMetadata,
     prevHash: string,
     inline: readonly InlineWrite[],
+    check?: AppendCheck,
   ): Promise<AppendResult<E>> {
     const unplaced = this.draft(stream, expectedVersion + 1, event, metadata, this.clock.now().toISOString(), prevHash);
     const { occurredAt } = unplaced;
@@ -394,7 +409,10 @@ export class EventStore {
     // The inline views' writes, each taking effect only if the event went in.
     const placeholders = new Placeholders(params);
     const writes = inline.length === 0 ? '' : `,\n${placeholders.withItems(inline, () => 'EXISTS (SELECT 1 FROM appended)')}`;
-    let row: { version: number | null; xid_before: string | null; global_position: string | null; hash: string | null } | undefined;
+    const checked = check === undefined ? '' : `checked AS (${check.sql((value) => placeholders.param(value))}),\n`;
+    let row:
+      | { version: number | null; xid_before: string | null; global_position: string | null; hash: string | null; checked?: Record<string, unknown> }
+      | undefined;
     if (expectedVersion === 0) {
       const { rows } = await tx.query<{ global_position: string; hash: string }>(
         `WITH drawn AS (SELECT nextval('events_global_position_seq') AS g),
@@ -411,20 +429,22 @@ export class EventStore {
       row = { version: 0, xid_before: null, ...rows[0] };
     } else {
       const { rows } = await tx.query<NonNullable<typeof row>>(
-        `WITH head AS (
+        `WITH ${checked}head AS (
            SELECT version, last_hash, pg_current_xact_id_if_assigned()::text AS xid_before
              FROM streams WHERE stream_id = $1 FOR UPDATE),
-         drawn AS (SELECT nextval('events_global_position_seq') AS g FROM head WHERE version = $3 AND last_hash = $11),
+         drawn AS (SELECT nextval('events_global_position_seq') AS g FROM head
+                    WHERE version = $3 AND last_hash = $11${check === undefined ? '' : ' AND (SELECT ok FROM checked)'}),
          h AS (${hashed} FROM drawn),
          appended AS (${insert} RETURNING global_position, hash),
          moved AS (
            -- Runs whether or not the query reads it, as every data-modifying WITH does.
            UPDATE streams SET version = $5, last_hash = a.hash FROM appended a WHERE stream_id = $1 RETURNING 1)${writes}
-         SELECT head.version, head.xid_before, a.global_position, a.hash
+         SELECT head.version, head.xid_before, a.global_position, a.hash${check === undefined ? '' : ', (SELECT to_jsonb(checked) FROM checked) AS checked'}
            FROM head LEFT JOIN appended a ON true`,
         placeholders.values,
       );
       row = rows[0];
+      if (check !== undefined && row !== undefined && row.checked?.ok !== true) throw check.refuse(row.checked ?? {});
       if (row === undefined || row.version !== expectedVersion) throw new ConcurrencyError(stream.id, expectedVersion, row?.version ?? null);
       if (row.xid_before !== null) {
         // A write before the lock would give this transaction an older id than a writer it waited for.

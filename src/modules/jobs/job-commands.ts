@@ -6,12 +6,15 @@ import { type JobCommand, type JobState, decide, evolve } from '../../machines/j
 import type { Sql } from '../database/db';
 import type { InlineWrite } from '../database/inline-write';
 import { CommandHandler } from '../event-store/command-handler';
+import type { AppendCheck } from '../event-store/event-store';
 import { JobNotifier } from './job-notifier';
 import { JOB_STREAM, jobStatesWrite } from './job.views';
 
 export interface JobCommandHooks {
   /** Before the append, in its transaction: locks and checks; must not write. */
   prepare?: (tx: Sql) => Promise<void>;
+  /** A check in the append's statement, after `prepare` (see Command.check). */
+  check?: AppendCheck;
   /** Writes of other views, in the append's statement with the jobs view's (see Command.inline). */
   inline?: readonly InlineWrite[];
   /** After the append and the jobs view, in the same transaction (statements of its own). */
@@ -49,6 +52,7 @@ export class JobCommands {
       decode: decodeJobEvent,
       decide: (state) => decide(state, command),
       prepare: hooks.prepare,
+      check: hooks.check,
       inline: (state) => [jobStatesWrite([state]), ...(hooks.inline ?? [])],
       project: hooks.alsoInTransaction,
       metadata,

@@ -48,8 +48,12 @@ export class JobNotifier {
     for (const spec of specs) await this.bus.publish(this.subjects.dispatch(spec), { spec } satisfies DispatchMessage);
   }
 
-  /** An in-flight job ended: its org may now run another of its pending jobs, on any spec. */
+  /**
+   * An in-flight job ended: if its org has an in-flight limit, it may now run another of its
+   * pending jobs, on any spec. An org without one held nothing back (the runner that ran the job
+   * asks for its next one itself).
+   */
   private async freedSlot(state: JobState, specs: Set<string>): Promise<void> {
-    for (const spec of await this.jobs.pendingSpecsOf(state.orgId)) specs.add(spec);
+    for (const spec of await this.jobs.pendingSpecsOfLimited(state.orgId)) specs.add(spec);
   }
 }

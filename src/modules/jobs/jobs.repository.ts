@@ -1,6 +1,8 @@
 import { Injectable } from '@nestjs/common';
 import type { Plan } from '../../events/job-events';
 import type { JobStatus } from '../../machines/job.machine';
+import { sqlIn } from '../../common/sql-literals';
+import { LIMITED_PLANS } from '../../events/plans';
 import { Db, type Sql } from '../database/db';
 
 export interface JobRow {
@@ -31,10 +33,15 @@ export interface JobRow {
 export class JobsRepository {
   constructor(private readonly db: Db) {}
 
-  /** The specs an org has pending jobs on: one index probe per spec (jobs_pending_org_idx), not a scan of every pending job. */
-  async pendingSpecsOf(orgId: string): Promise<string[]> {
+  /**
+   * The specs on which an org with an in-flight limit has pending jobs (one index probe per spec,
+   * jobs_pending_org_idx); none for an org without a limit, whose ended job held nothing back.
+   */
+  async pendingSpecsOfLimited(orgId: string): Promise<string[]> {
     const { rows } = await this.db.query<{ slug: string }>(
-      `SELECT s.slug FROM specs s WHERE EXISTS (SELECT 1 FROM jobs j WHERE j.status = 'pending' AND j.spec_id = s.id AND j.org_id = $1)`,
+      `SELECT s.slug FROM orgs o CROSS JOIN specs s
+        WHERE o.id = $1 AND (${sqlIn('o.plan', LIMITED_PLANS)} OR o.max_concurrency IS NOT NULL)
+          AND EXISTS (SELECT 1 FROM jobs j WHERE j.status = 'pending' AND j.spec_id = s.id AND j.org_id = o.id)`,
       [orgId],
     );
     return rows.map((r) => r.slug);

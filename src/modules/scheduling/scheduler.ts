@@ -5,14 +5,9 @@ import type { EventMetadata } from '../../events/envelope';
 import type { JobState } from '../../machines/job.machine';
 import { JobCommands } from '../jobs/job-commands';
 import { Metrics, tierOf } from '../metrics/metrics';
-import { type Candidate, SchedulingRepository } from './scheduling.repository';
+import { hasInFlightLimit } from '../../events/plans';
+import { type Candidate, NotClaimable, SchedulingRepository } from './scheduling.repository';
 
-/** Why a candidate could not be claimed under the locks (thrown to roll the claim back). */
-class NotClaimable extends Error {
-  constructor(readonly runnerFull: boolean) {
-    super(runnerFull ? 'the runner is at its capacity' : 'the job is no longer claimable');
-  }
-}
 
 /**
  * What a claim came to: the job, or why there was none: `nothing` fits the runner now (no job on
@@ -68,13 +63,17 @@ export class Scheduler {
         { type: 'claim', runnerId: runner.id, at: this.clock.now().toISOString() },
         metadata,
         {
+          // The locks first, in a statement of their own; the check under them in the append's statement.
           prepare: async (tx) => {
-            const { jobLocked, orgLocked } = await this.repository.lock(tx, runner.id, candidate);
+            const { jobLocked } = await this.repository.lock(tx, runner.id, candidate);
             if (!jobLocked) throw new NotClaimable(false);
-            const { runnerFree, jobClaimable } = await this.repository.stillClaimable(tx, runner.id, runner.capacity, candidate, orgLocked);
-            if (!runnerFree) throw new NotClaimable(true);
-            if (!jobClaimable) throw new NotClaimable(false);
           },
+          check: this.repository.stillClaimable({
+            runnerId: runner.id,
+            capacity: runner.capacity,
+            candidate,
+            orgLocked: hasInFlightLimit(candidate.plan, candidate.max_concurrency),
+          }),
         },
       );
       const tier = tierOf(state.priority);

@@ -1,8 +1,9 @@
 import { Injectable } from '@nestjs/common';
 import { sqlIn, sqlLiterals, sqlNotIn } from '../../common/sql-literals';
-import { PLANS, type Plan, hasInFlightLimit, plansWith } from '../../events/plans';
+import { LIMITED_PLANS, PLANS, type Plan, hasInFlightLimit, plansWith } from '../../events/plans';
 import { statusesTaking } from '../../machines/job.machine';
 import { Db, type Sql } from '../database/db';
+import type { AppendCheck } from '../event-store/event-store';
 
 /** A pending job that the runner could take, in claim order. */
 export interface Candidate {
@@ -21,8 +22,6 @@ export interface Candidate {
 const IN_FLIGHT = sqlLiterals(statusesTaking('heartbeat'));
 /** The plans whose jobs count per source IP. */
 const IP_PLANS = plansWith('ipInFlightLimit');
-/** The plans with a limit of their own. */
-const LIMITED_PLANS = [...new Set([...plansWith('orgInFlightLimit'), ...IP_PLANS])];
 
 /** The conditions that leave out a job of an organization at its plan's limit, given how its in-flight jobs are counted. */
 function underPlanLimits(limit: 'orgInFlightLimit' | 'ipInFlightLimit', count: string): string {
@@ -77,17 +76,26 @@ const CANDIDATES = `
    LIMIT $2`;
 
 /**
- * Under the claim's locks: the runner is below its capacity ($2), and the job ($3 at version $4)
- * is still pending and below its limits now. $5: the organization's lock is held; a claim that did
- * not take it (the organization had no limit when it was read) is refused if it gained one.
+ * Under the claim's locks: the runner is below its capacity, and the job (at the version the
+ * candidate was read at) is still pending and below its limits now. `orgLocked`: the
+ * organization's lock is held; a claim that did not take it (the organization had no limit when
+ * it was read) is refused if it gained one. Placeholders from `p`, in a fixed order.
  */
-const STILL_CLAIMABLE = `
+function stillClaimableSql(p: (value: unknown) => string, claim: { runnerId: string; capacity: number; candidate: Candidate; orgLocked: boolean }): string {
+  const [runner, capacity, job, version, orgLocked] = [
+    p(claim.runnerId),
+    p(claim.capacity),
+    p(claim.candidate.id),
+    p(claim.candidate.version),
+    p(claim.orgLocked),
+  ];
+  return `
   SELECT
-    (SELECT count(*) FROM jobs WHERE runner_id = $1 AND status IN (${IN_FLIGHT})) < $2 AS runner_free,
+    (SELECT count(*) FROM jobs WHERE runner_id = ${runner}::uuid AND status IN (${IN_FLIGHT})) < ${capacity}::int AS runner_free,
     EXISTS (
       SELECT 1 FROM jobs j JOIN orgs o ON o.id = j.org_id
-       WHERE j.id = $3 AND j.status = 'pending' AND j.version = $4
-         AND ($5 OR (${sqlNotIn('o.plan', LIMITED_PLANS)} AND o.max_concurrency IS NULL))
+       WHERE j.id = ${job}::uuid AND j.status = 'pending' AND j.version = ${version}::int
+         AND (${orgLocked}::boolean OR (${sqlNotIn('o.plan', LIMITED_PLANS)} AND o.max_concurrency IS NULL))
          ${underPlanLimits('orgInFlightLimit', `(SELECT count(*) FROM jobs WHERE org_id = o.id AND status IN (${IN_FLIGHT}))`)}
          AND NOT (o.max_concurrency IS NOT NULL AND
                   (SELECT count(*) FROM jobs WHERE org_id = o.id AND status IN (${IN_FLIGHT})) >= o.max_concurrency)
@@ -98,6 +106,14 @@ const STILL_CLAIMABLE = `
                 AND x.source_ip IS NOT DISTINCT FROM j.source_ip)`,
          )}
     ) AS job_claimable`;
+}
+
+/** Why a claim's check refused it: the runner is full, or the job is no longer claimable. */
+export class NotClaimable extends Error {
+  constructor(readonly runnerFull: boolean) {
+    super(runnerFull ? 'the runner is at its capacity' : 'the job is no longer claimable');
+  }
+}
 
 @Injectable()
 export class SchedulingRepository {
@@ -132,18 +148,15 @@ export class SchedulingRepository {
     return { jobLocked: rows[0].job_locked, orgLocked };
   }
 
-  /** Under the locks: may this runner take this job now? Reads what the lock holders committed. */
-  async stillClaimable(
-    tx: Sql,
-    runnerId: string,
-    capacity: number,
-    candidate: Candidate,
-    orgLocked: boolean,
-  ): Promise<{ runnerFree: boolean; jobClaimable: boolean }> {
-    const { rows } = await tx.query<{ runner_free: boolean; job_claimable: boolean }>(
-      STILL_CLAIMABLE,
-      [runnerId, capacity, candidate.id, candidate.version, orgLocked],
-    );
-    return { runnerFree: rows[0].runner_free, jobClaimable: rows[0].job_claimable };
+  /**
+   * Under the locks: may this runner take this job now? As a check of the claim's own append
+   * (AppendCheck): it reads what the lock holders committed, in the statement that appends the
+   * claim, and refuses it with NotClaimable.
+   */
+  stillClaimable(claim: { runnerId: string; capacity: number; candidate: Candidate; orgLocked: boolean }): AppendCheck {
+    return {
+      sql: (p) => `SELECT runner_free, job_claimable, runner_free AND job_claimable AS ok FROM (${stillClaimableSql(p, claim)}) c`,
+      refuse: (row) => new NotClaimable(row.runner_free !== true),
+    };
   }
 }
