@@ -20,6 +20,7 @@ const BENCHMARKS = [
   { name: 'append', entry: join(__dirname, 'append', 'append.bench.js') },
   { name: 'rebuild', entry: join(__dirname, 'rebuild', 'rebuild.bench.js') },
   { name: 'throughput', entry: join(__dirname, 'throughput', 'throughput.bench.js') },
+  { name: 'submit', entry: join(__dirname, 'submit', 'submit.bench.js') },
   { name: 'latency', entry: join(__dirname, 'latency', 'latency.bench.js') },
   { name: 'heartbeat', entry: join(__dirname, 'heartbeat', 'heartbeat.bench.js') },
   { name: 'memory', entry: join(__dirname, 'memory', 'memory.bench.js') },
