@@ -113,6 +113,26 @@ function summarize(way: Way, warmup: RunResult, runs: RunResult[]): WayResult {
   };
 }
 
+/**
+ * A way's warm-up (a fifth of the jobs) and measured runs, each checked: `stored()` (jobs stored
+ * so far) must grow by exactly the jobs submitted.
+ */
+async function runWay(way: Way, options: Options, run: (jobs: number) => Promise<RunResult>, stored: () => Promise<number>): Promise<WayResult> {
+  const once = async (jobs: number) => {
+    const before = await stored();
+    const result = await run(jobs);
+    const added = (await stored()) - before;
+    if (added !== jobs) throw new Error(`${way.name}: expected ${jobs} more jobs stored, found ${added}`);
+    return result;
+  };
+  const warmup = await once(Math.max(way.batch, Math.round(options.jobs / 5)));
+  const runs: RunResult[] = [];
+  for (let i = 0; i < options.runs; i++) runs.push(await once(options.jobs));
+  const result = summarize(way, warmup, runs);
+  progress(result);
+  return result;
+}
+
 async function runwayWays(options: Options): Promise<WayResult[]> {
   const dbName = 'runway_bench_submit_runway';
   const url = await freshDatabase(dbName);
@@ -138,19 +158,8 @@ async function runwayWays(options: Options): Promise<WayResult[]> {
         });
         if (answer.body.items.length !== count) throw new Error(`a batch of ${count} answered ${answer.body.items.length} jobs`);
       };
-      const once = async (jobs: number) => {
-        const before = await countEvents(verify);
-        const result = await measure(jobs, way, dbName, server.child.pid as number, submit);
-        // Every job is in the log: one JobSubmitted each.
-        const added = (await countEvents(verify)) - before;
-        if (added !== jobs) throw new Error(`${way.name}: expected ${jobs} JobSubmitted events, the log has ${added} more`);
-        return result;
-      };
-      const warmup = await once(Math.max(way.batch, Math.round(options.jobs / 5)));
-      const runs: RunResult[] = [];
-      for (let i = 0; i < options.runs; i++) runs.push(await once(options.jobs));
-      results.push(summarize(way, warmup, runs));
-      progress(results[results.length - 1]);
+      // Every job is in the log: one JobSubmitted each.
+      results.push(await runWay(way, options, (jobs) => measure(jobs, way, dbName, server.child.pid as number, submit), () => countEvents(verify)));
     }
   } finally {
     api.close();
@@ -182,18 +191,7 @@ async function graphileWays(options: Options): Promise<WayResult[]> {
         if (way.batch === 1) await u.addJob(QUEUE, {});
         else await u.addJobs(Array.from({ length: n }, () => ({ identifier: QUEUE, payload: {} })));
       };
-      const once = async (jobs: number) => {
-        const before = await count();
-        const result = await measure(jobs, way, dbName, null, submit);
-        const added = (await count()) - before;
-        if (added !== jobs) throw new Error(`${way.name}: expected ${jobs} jobs, the table has ${added} more`);
-        return result;
-      };
-      const warmup = await once(Math.max(way.batch, Math.round(options.jobs / 5)));
-      const runs: RunResult[] = [];
-      for (let i = 0; i < options.runs; i++) runs.push(await once(options.jobs));
-      results.push(summarize(way, warmup, runs));
-      progress(results[results.length - 1]);
+      results.push(await runWay(way, options, (jobs) => measure(jobs, way, dbName, null, submit), count));
     }
   } finally {
     await utils?.release();

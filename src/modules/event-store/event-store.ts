@@ -188,67 +188,24 @@ export class EventStore {
   }
 
   /**
-   * Starts new streams, one event each, with one statement: the streams' rows, the events (their
-   * positions drawn and hashes computed by PostgreSQL, in the order given) and `inline` writes.
-   * Streams that do not exist yet have no writer to order against, so their appends need no lock
-   * and may share the statement. If any of the streams exists already, throws ConcurrencyError
-   * (naming the first such): nothing may then commit, so `tx` must be a transaction the caller
-   * rolls back on a throw (the store cannot leave a stream row without its event).
+   * Starts new streams, one event each, with one statement (`appendEach`, every entry at version
+   * 0): the streams' rows, the events and the `inline` writes. If any of the streams exists
+   * already, throws its ConcurrencyError: nothing may then commit, so `tx` must be a transaction
+   * the caller rolls back on a throw (the others' events went in).
    */
   async startStreams<E extends DomainEvent>(
     tx: Sql,
     starts: readonly { stream: { id: string; type: string }; event: E; metadata: EventMetadata }[],
     inline: readonly InlineWrite[] = [],
   ): Promise<EventEnvelope<E>[]> {
-    if (starts.length === 0) return [];
-    if (new Set(starts.map((start) => start.stream.id.toLowerCase())).size !== starts.length) {
-      throw new Error('startStreams: a stream is named twice');
-    }
-    const occurredAt = this.clock.now().toISOString();
-    const drafts = starts.map(({ stream, event, metadata }) => {
-      const unplaced = this.draft(stream, 1, event, metadata, occurredAt, GENESIS_HASH);
-      const data = new CanonicalJson(event.data);
-      const encodedMetadata = new CanonicalJson(metadata);
-      return { unplaced, data, encodedMetadata, around: hashedTextAroundPosition({ ...unplaced, data, metadata: encodedMetadata }) };
-    });
-    const placeholders = new Placeholders([
-      drafts.map((d) => d.unplaced.streamId),
-      drafts.map((d) => d.unplaced.streamType),
-      drafts.map((d) => d.unplaced.id),
-      drafts.map((d) => d.unplaced.type),
-      drafts.map((d) => d.unplaced.schemaVersion),
-      drafts.map((d) => d.data.text),
-      drafts.map((d) => d.encodedMetadata.text),
-      occurredAt,
-      drafts.map((d) => Buffer.from(d.around.before, 'utf8')),
-      drafts.map((d) => Buffer.from(d.around.after, 'utf8')),
-    ]);
-    const writes = inline.length === 0 ? '' : `,\n${placeholders.withItems(inline, (streamId) => `${streamId} IN (SELECT stream_id FROM appended)`)}`;
-    const { rows } = await tx.query<{ stream_id: string; global_position: string; hash: string }>(
-      `WITH input AS (
-         SELECT * FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::text[], $5::int[], $6::jsonb[], $7::jsonb[], $9::bytea[], $10::bytea[])
-           WITH ORDINALITY AS i(stream_id, stream_type, id, type, v, d, m, before, after, n)),
-       drawn AS (SELECT i.*, nextval('events_global_position_seq') AS g FROM (SELECT * FROM input ORDER BY n) i),
-       h AS (SELECT drawn.*, encode(sha256(before || convert_to(g::text, 'UTF8') || after), 'hex') AS hash FROM drawn),
-       created AS (
-         INSERT INTO streams (stream_id, stream_type, version, last_hash)
-         SELECT stream_id, stream_type, 1, hash FROM h
-         ON CONFLICT (stream_id) DO NOTHING RETURNING stream_id),
-       appended AS (
-         INSERT INTO events (global_position, id, stream_id, stream_type, stream_position, type,
-           schema_version, data, metadata, occurred_at, hash, prev_hash)
-         SELECT h.g, h.id, h.stream_id, h.stream_type, 1, h.type, h.v, h.d, h.m, $8, h.hash, '${GENESIS_HASH}'
-           FROM h JOIN created USING (stream_id)
-         RETURNING stream_id, global_position, hash)${writes}
-       SELECT stream_id, global_position, hash FROM appended`,
-      placeholders.values,
+    const results = await this.appendEach(
+      tx,
+      starts.map((start) => ({ ...start, expectedVersion: 0, prevHash: GENESIS_HASH })),
+      inline,
     );
-    const placed = new Map(rows.map((row) => [row.stream_id.toLowerCase(), row]));
-    return drafts.map(({ unplaced }) => {
-      const row = placed.get(unplaced.streamId.toLowerCase());
-      if (row === undefined) throw new ConcurrencyError(unplaced.streamId, 0, null);
-      return { ...unplaced, globalPosition: Number(row.global_position), hash: row.hash } as EventEnvelope<E>;
-    });
+    const refused = results.find((result) => result instanceof ConcurrencyError);
+    if (refused !== undefined) throw refused;
+    return results as EventEnvelope<E>[];
   }
 
   /**
