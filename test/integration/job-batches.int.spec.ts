@@ -182,6 +182,17 @@ describe('batch submission', () => {
     expect(later.body.items[0].id).not.toBe(first.body.items[0].id);
   });
 
+  it('reads a key an instance of the release before wrote (no job_ids) as its one job', async () => {
+    const spec = await f.spec();
+    const team = await f.tenant();
+    const body = { spec: spec.slug, cmd: ['make'] };
+    const first = await t.http.post(`/v1/projects/${team.project.slug}/jobs`).set(bearer(team.key)).set('Idempotency-Key', 'old-1').send(body).expect(201);
+    // As the release before inserted it: without job_ids.
+    await t.db.query(`UPDATE job_idempotency_keys SET job_ids = NULL WHERE org_id = $1 AND key = 'old-1'`, [team.org.id]);
+    const again = await t.http.post(`/v1/projects/${team.project.slug}/jobs`).set(bearer(team.key)).set('Idempotency-Key', 'old-1').send(body).expect(200);
+    expect(again.body.id).toBe(first.body.id);
+  });
+
   it('rebuilds a batch’s Idempotency-Key from the log, also when the events come in two parts', async () => {
     const spec = await f.spec();
     const team = await f.tenant();

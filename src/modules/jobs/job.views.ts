@@ -152,7 +152,7 @@ async function saveIdempotencyKeys(tx: Sql, rows: readonly IdempotencyKeyRow[]):
      ON CONFLICT (org_id, key) DO UPDATE SET
        job_ids = CASE
          WHEN k.request_hash = EXCLUDED.request_hash AND k.created_at = EXCLUDED.created_at
-           THEN k.job_ids || EXCLUDED.job_ids
+           THEN COALESCE(k.job_ids, ARRAY[k.job_id]) || EXCLUDED.job_ids
          ELSE EXCLUDED.job_ids END,
        job_id = CASE
          WHEN k.request_hash = EXCLUDED.request_hash AND k.created_at = EXCLUDED.created_at THEN k.job_id

@@ -74,7 +74,8 @@ export class JobsRepository {
   /** The jobs an Idempotency-Key already made within the window (`job_id` the first), with the hash of its request. */
   async findIdempotent(orgId: string, key: string, since: Date): Promise<{ job_id: string; job_ids: string[]; request_hash: string } | null> {
     const { rows } = await this.db.query<{ job_id: string; job_ids: string[]; request_hash: string }>(
-      `SELECT job_id, job_ids, request_hash FROM job_idempotency_keys WHERE org_id = $1 AND key = $2 AND created_at > $3`,
+      `SELECT job_id, COALESCE(job_ids, ARRAY[job_id]) AS job_ids, request_hash FROM job_idempotency_keys
+        WHERE org_id = $1 AND key = $2 AND created_at > $3`,
       [orgId, key, since],
     );
     return rows[0] ?? null;
