@@ -233,12 +233,10 @@ export class EventStore {
       throw new Error('appendEach: a stream is named twice');
     }
     const occurredAt = this.clock.now().toISOString();
-    const drafts = entries.map((entry) => {
-      const unplaced = this.draft(entry.stream, entry.expectedVersion + 1, entry.event, entry.metadata, occurredAt, entry.prevHash);
-      const data = new CanonicalJson(entry.event.data);
-      const encodedMetadata = new CanonicalJson(entry.metadata);
-      return { entry, unplaced, data, encodedMetadata, around: hashedTextAroundPosition({ ...unplaced, data, metadata: encodedMetadata }) };
-    });
+    const drafts = entries.map((entry) => ({
+      entry,
+      ...this.positionless(entry.stream, entry.expectedVersion + 1, entry.event, entry.metadata, occurredAt, entry.prevHash),
+    }));
     const placeholders = new Placeholders([
       drafts.map((d) => d.unplaced.streamId),
       drafts.map((d) => d.unplaced.streamType),
@@ -247,10 +245,10 @@ export class EventStore {
       drafts.map((d) => d.unplaced.id),
       drafts.map((d) => d.unplaced.type),
       drafts.map((d) => d.unplaced.schemaVersion),
-      drafts.map((d) => d.data.text),
-      drafts.map((d) => d.encodedMetadata.text),
-      drafts.map((d) => Buffer.from(d.around.before, 'utf8')),
-      drafts.map((d) => Buffer.from(d.around.after, 'utf8')),
+      drafts.map((d) => d.data),
+      drafts.map((d) => d.metadata),
+      drafts.map((d) => d.before),
+      drafts.map((d) => d.after),
       occurredAt,
     ]);
     const writes = inline.length === 0 ? '' : `,\n${placeholders.withItems(inline, (streamId) => `${streamId} IN (SELECT stream_id FROM appended)`)}`;
@@ -292,6 +290,26 @@ export class EventStore {
       }
       return { ...unplaced, globalPosition: Number(row.global_position), hash: row.hash } as EventEnvelope<E>;
     });
+  }
+
+  /**
+   * An event ready for a statement that draws its global position: its envelope but for the
+   * position and hash, its data and metadata encoded once (the same text is hashed and stored),
+   * and the text its hash covers on either side of the position (see `hashedTextAroundPosition`).
+   */
+  private positionless<E extends DomainEvent>(
+    stream: { id: string; type: string },
+    position: number,
+    event: E,
+    metadata: EventMetadata,
+    occurredAt: string,
+    prevHash: string,
+  ): { unplaced: Omit<EventEnvelope<E>, 'globalPosition' | 'hash'>; data: string; metadata: string; before: Buffer; after: Buffer } {
+    const unplaced = this.draft(stream, position, event, metadata, occurredAt, prevHash);
+    const data = new CanonicalJson(event.data);
+    const encodedMetadata = new CanonicalJson(metadata);
+    const { before, after } = hashedTextAroundPosition({ ...unplaced, data, metadata: encodedMetadata });
+    return { unplaced, data: data.text, metadata: encodedMetadata.text, before: Buffer.from(before, 'utf8'), after: Buffer.from(after, 'utf8') };
   }
 
   /** An event's envelope but for its global position and hash. */
@@ -338,12 +356,15 @@ export class EventStore {
     inline: readonly InlineWrite[],
     check?: AppendCheck,
   ): Promise<AppendResult<E>> {
-    const unplaced = this.draft(stream, expectedVersion + 1, event, metadata, this.clock.now().toISOString(), prevHash);
+    const { unplaced, data, metadata: encodedMetadata, before, after } = this.positionless(
+      stream,
+      expectedVersion + 1,
+      event,
+      metadata,
+      this.clock.now().toISOString(),
+      prevHash,
+    );
     const { occurredAt } = unplaced;
-    // Data and metadata are encoded once: the same text is hashed and stored.
-    const data = new CanonicalJson(event.data);
-    const encodedMetadata = new CanonicalJson(metadata);
-    const { before, after } = hashedTextAroundPosition({ ...unplaced, data, metadata: encodedMetadata });
     const insert = `INSERT INTO events (global_position, id, stream_id, stream_type, stream_position, type,
            schema_version, data, metadata, occurred_at, hash, prev_hash)
          SELECT h.g, $4, $1, $2, $5, $6, $7, $8, $9, $10, h.hash, $11 FROM h`;
@@ -356,12 +377,12 @@ export class EventStore {
       unplaced.position,
       event.type,
       event.schemaVersion,
-      data.text,
-      encodedMetadata.text,
+      data,
+      encodedMetadata,
       occurredAt,
       prevHash,
-      Buffer.from(before, 'utf8'),
-      Buffer.from(after, 'utf8'),
+      before,
+      after,
     ];
     // The inline views' writes, each taking effect only if the event went in.
     const placeholders = new Placeholders(params);

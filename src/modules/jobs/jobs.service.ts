@@ -15,7 +15,7 @@ import type { QueueInfo } from '../queue/queue-view';
 import { SpecsService } from '../specs/specs';
 import type { Sql } from '../database/db';
 import type { ListJobsQuery, SubmitJobBatchDto, SubmitJobDto } from './jobs.dto';
-import { JobCommands, type JobCommandHooks } from './job-commands';
+import { JobCommands } from './job-commands';
 import { JobOutputRepository } from './job-output.repository';
 import { jobRowOf } from './job.views';
 import { JobsRepository, type JobRow } from './jobs.repository';
@@ -232,8 +232,9 @@ export class JobsService {
 
   async cancel(ref: string, ctx: RequestContext): Promise<JobRow> {
     const job = await this.get(ref, ctx);
-    await this.execute(job.id, ctx, { type: 'cancel', at: this.clock.now().toISOString(), reason: `canceled by ${ctx.metadata.actor}` });
-    return this.mustFind(job.id);
+    const { state } = await this.commands.execute(job.id, { type: 'cancel', at: this.clock.now().toISOString(), reason: `canceled by ${ctx.metadata.actor}` }, ctx.metadata);
+    // The job as the cancel committed it, as a submission answers: no read of the row just written.
+    return jobRowOf(state);
   }
 
   /** What the job's last attempt sent back; 404 until it finished with output. */
@@ -250,16 +251,6 @@ export class JobsService {
   async events(ref: string, ctx: RequestContext): Promise<EventEnvelope[]> {
     const job = await this.get(ref, ctx);
     return this.store.readStream(job.id);
-  }
-
-  private execute(jobId: string, ctx: RequestContext, command: JobCommand, hooks?: JobCommandHooks) {
-    return this.commands.execute(jobId, command, ctx.metadata, hooks);
-  }
-
-  private async mustFind(id: string): Promise<JobRow> {
-    const job = await this.jobs.find(id);
-    if (job === null) throw new NotFoundError('job not found');
-    return job;
   }
 }
 

@@ -5,7 +5,6 @@ import type { EventMetadata } from '../../events/envelope';
 import type { JobState } from '../../machines/job.machine';
 import { JobCommands } from '../jobs/job-commands';
 import { Metrics, tierOf } from '../metrics/metrics';
-import { hasInFlightLimit } from '../../events/plans';
 import { type Candidate, NotClaimable, SchedulingRepository } from './scheduling.repository';
 
 
@@ -68,12 +67,7 @@ export class Scheduler {
             const { jobLocked } = await this.repository.lock(tx, runner.id, candidate);
             if (!jobLocked) throw new NotClaimable(false);
           },
-          check: this.repository.stillClaimable({
-            runnerId: runner.id,
-            capacity: runner.capacity,
-            candidate,
-            orgLocked: hasInFlightLimit(candidate.plan, candidate.max_concurrency),
-          }),
+          check: this.repository.stillClaimable({ runnerId: runner.id, capacity: runner.capacity, candidate }),
         },
       );
       const tier = tierOf(state.priority);

@@ -108,6 +108,11 @@ function stillClaimableSql(p: (value: unknown) => string, claim: { runnerId: str
     ) AS job_claimable`;
 }
 
+/** Whether a claim of the candidate takes its organization's lock: the organization had an in-flight limit when read. */
+function locksOrg(candidate: Candidate): boolean {
+  return hasInFlightLimit(candidate.plan, candidate.max_concurrency);
+}
+
 /** Why a claim's check refused it: the runner is full, or the job is no longer claimable. */
 export class NotClaimable extends Error {
   constructor(readonly runnerFull: boolean) {
@@ -134,8 +139,8 @@ export class SchedulingRepository {
    * Claims for organizations without a limit do not queue behind each other on the org's lock;
    * `stillClaimable` refuses the claim if the organization gained a limit meanwhile.
    */
-  async lock(tx: Sql, runnerId: string, candidate: Candidate): Promise<{ jobLocked: boolean; orgLocked: boolean }> {
-    const orgLocked = hasInFlightLimit(candidate.plan, candidate.max_concurrency);
+  async lock(tx: Sql, runnerId: string, candidate: Candidate): Promise<{ jobLocked: boolean }> {
+    const orgLocked = locksOrg(candidate);
     const { rows } = await tx.query<{ job_locked: boolean }>(
       `WITH job AS (SELECT pg_try_advisory_xact_lock(hashtextextended('job:' || $4, 0)) AS locked)
        SELECT job.locked AS job_locked,
@@ -145,7 +150,7 @@ export class SchedulingRepository {
          FROM job`,
       [runnerId, orgLocked ? candidate.org_id : null, PLANS[candidate.plan].ipInFlightLimit !== null ? (candidate.source_ip ?? '') : null, candidate.id],
     );
-    return { jobLocked: rows[0].job_locked, orgLocked };
+    return { jobLocked: rows[0].job_locked };
   }
 
   /**
@@ -153,9 +158,10 @@ export class SchedulingRepository {
    * (AppendCheck): it reads what the lock holders committed, in the statement that appends the
    * claim, and refuses it with NotClaimable.
    */
-  stillClaimable(claim: { runnerId: string; capacity: number; candidate: Candidate; orgLocked: boolean }): AppendCheck {
+  stillClaimable(claim: { runnerId: string; capacity: number; candidate: Candidate }): AppendCheck {
+    const checked = { ...claim, orgLocked: locksOrg(claim.candidate) };
     return {
-      sql: (p) => `SELECT runner_free, job_claimable, runner_free AND job_claimable AS ok FROM (${stillClaimableSql(p, claim)}) c`,
+      sql: (p) => `SELECT runner_free, job_claimable, runner_free AND job_claimable AS ok FROM (${stillClaimableSql(p, checked)}) c`,
       refuse: (row) => new NotClaimable(row.runner_free !== true),
     };
   }
