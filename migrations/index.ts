@@ -6,6 +6,7 @@ import { Projections1764489600004 } from './1764489600004-projections';
 import { QueueHistory1764489600005 } from './1764489600005-queue-history';
 import { JobBatches1764489600006 } from './1764489600006-job-batches';
 import { PendingByOrg1764489600007 } from './1764489600007-pending-by-org';
+import { ClaimCheck1764489600008 } from './1764489600008-claim-check';
 
 /** Every migration in order. Listed, not globbed, so the same list runs from .ts and from dist. */
 export const MIGRATIONS = [
@@ -17,4 +18,5 @@ export const MIGRATIONS = [
   QueueHistory1764489600005,
   JobBatches1764489600006,
   PendingByOrg1764489600007,
+  ClaimCheck1764489600008,
 ];

@@ -23,8 +23,9 @@ export interface Command<S, E extends DomainEvent> {
    */
   prepare?: (tx: Sql) => Promise<void>;
   /**
-   * A check made in the append's own statement, after `prepare` (see AppendCheck): what it reads
-   * has committed before the statement, so after `prepare`'s locks were taken.
+   * A check made in the append's own statement (see AppendCheck), before the stream is locked:
+   * the append goes in only if it says so. Without `prepare` or `project` such a command is one
+   * statement, outside any transaction.
    */
   check?: AppendCheck;
   /**
@@ -151,19 +152,21 @@ export class CommandHandler {
       for (const event of events) next = command.evolve(next, event);
       const inline = command.inline?.(next as S) ?? [];
       const append = (sql: Sql) => this.store.append(sql, command.stream, version, events, command.metadata, { prevHash: lastHash, inline, check: command.check });
-      // One statement is atomic on its own: no BEGIN and COMMIT around it, and it may share its
-      // statement with other commands' (group commit).
-      const alone =
-        command.prepare === undefined && command.project === undefined && command.check === undefined && EventStore.appendsInOneStatement(version, events.length, lastHash);
+      // One statement is atomic on its own: no BEGIN and COMMIT around it. Without a check it may
+      // share its statement with other commands' (group commit); a check (a claim's locks and
+      // limits) goes in a statement of its own.
+      const oneStatement = command.prepare === undefined && command.project === undefined && EventStore.appendsInOneStatement(version, events.length, lastHash);
       try {
-        const envelopes = alone
-          ? [await this.group.append({ stream: command.stream, expectedVersion: version, prevHash: lastHash, event: events[0], metadata: command.metadata, inline })]
-          : await this.db.transaction(async (tx) => {
+        const envelopes = !oneStatement
+          ? await this.db.transaction(async (tx) => {
               await command.prepare?.(tx);
               const appended = await append(tx);
               await command.project?.(tx, appended.envelopes, next as S);
               return appended.envelopes;
-            });
+            })
+          : command.check === undefined
+            ? [await this.group.append({ stream: command.stream, expectedVersion: version, prevHash: lastHash, event: events[0], metadata: command.metadata, inline })]
+            : (await append(this.db)).envelopes;
         this.cache.set(streamId, { state: next, version: version + events.length, lastHash: envelopes[envelopes.length - 1].hash });
         this.signal.committed();
         return { state: next, events, envelopes, version: version + events.length };

@@ -69,10 +69,11 @@ function toEnvelope(row: EventRow): EventEnvelope {
 }
 
 /**
- * A check an append makes in its own statement, reading what committed before that statement
- * began (after the locks its transaction took before it): `sql` is a SELECT of one row with a
- * boolean column `ok` (its placeholders from `param`); when `ok` is false nothing is appended and
- * `refuse(row)` is thrown.
+ * A check an append makes in its own statement, before it locks the stream: `sql` is a SELECT of
+ * one row with a boolean column `ok` (its placeholders from `param`); when `ok` is false the
+ * stream is not even locked, nothing is appended and `refuse(row)` is thrown. A plain SELECT
+ * reads what committed before the statement began; one that must read after locks it takes
+ * calls a VOLATILE function that takes them and then reads (see `runway_claim_check`).
  */
 export interface AppendCheck {
   sql: (param: (value: unknown) => string) => string;
@@ -409,16 +410,17 @@ export class EventStore {
       const { rows } = await tx.query<NonNullable<typeof row>>(
         `WITH ${checked}head AS (
            SELECT version, last_hash, pg_current_xact_id_if_assigned()::text AS xid_before
-             FROM streams WHERE stream_id = $1 FOR UPDATE),
+             FROM streams WHERE stream_id = $1${check === undefined ? '' : ' AND (SELECT ok FROM checked)'} FOR UPDATE),
          drawn AS (SELECT nextval('events_global_position_seq') AS g FROM head
-                    WHERE version = $3 AND last_hash = $11${check === undefined ? '' : ' AND (SELECT ok FROM checked)'}),
+                    WHERE version = $3 AND last_hash = $11),
          h AS (${hashed} FROM drawn),
          appended AS (${insert} RETURNING global_position, hash),
          moved AS (
            -- Runs whether or not the query reads it, as every data-modifying WITH does.
            UPDATE streams SET version = $5, last_hash = a.hash FROM appended a WHERE stream_id = $1 RETURNING 1)${writes}
-         SELECT head.version, head.xid_before, a.global_position, a.hash${check === undefined ? '' : ', (SELECT to_jsonb(checked) FROM checked) AS checked'}
-           FROM head LEFT JOIN appended a ON true`,
+         SELECT head.version, head.xid_before, a.global_position, a.hash${
+           check === undefined ? '\n           FROM head' : ', (SELECT to_jsonb(checked) FROM checked) AS checked\n           FROM (SELECT 1) one LEFT JOIN head ON true'
+         } LEFT JOIN appended a ON true`,
         placeholders.values,
       );
       row = rows[0];

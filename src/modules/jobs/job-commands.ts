@@ -11,9 +11,7 @@ import { JobNotifier } from './job-notifier';
 import { JOB_STREAM, jobStatesWrite } from './job.views';
 
 export interface JobCommandHooks {
-  /** Before the append, in its transaction: locks and checks; must not write. */
-  prepare?: (tx: Sql) => Promise<void>;
-  /** A check in the append's statement, after `prepare` (see Command.check). */
+  /** A check in the append's statement (see Command.check). */
   check?: AppendCheck;
   /** Writes of other views, in the append's statement with the jobs view's (see Command.inline). */
   inline?: readonly InlineWrite[];
@@ -51,7 +49,6 @@ export class JobCommands {
       evolve,
       decode: decodeJobEvent,
       decide: (state) => decide(state, command),
-      prepare: hooks.prepare,
       check: hooks.check,
       inline: (state) => [jobStatesWrite([state]), ...(hooks.inline ?? [])],
       project: hooks.alsoInTransaction,

@@ -18,7 +18,7 @@ export type ClaimOutcome = { job: JobState } | { job: null; reason: 'nothing' | 
 const CANDIDATES = 16;
 
 /**
- * Claims the next job for a runner: one transaction per try, under advisory locks on the runner,
+ * Claims the next job for a runner: one statement per try, under advisory locks on the runner,
  * the organization (with an in-flight limit) and (unclaimed plan) the source IP, so capacity and
  * in-flight limits hold exactly however many claimers race on however many instances. The job
  * machine decides the claim; a job another claimer is on, or took first, is skipped for the next
@@ -61,14 +61,8 @@ export class Scheduler {
         candidate.id,
         { type: 'claim', runnerId: runner.id, at: this.clock.now().toISOString() },
         metadata,
-        {
-          // The locks first, in a statement of their own; the check under them in the append's statement.
-          prepare: async (tx) => {
-            const { jobLocked } = await this.repository.lock(tx, runner.id, candidate);
-            if (!jobLocked) throw new NotClaimable(false);
-          },
-          check: this.repository.stillClaimable({ runnerId: runner.id, capacity: runner.capacity, candidate }),
-        },
+        // The locks, and the check under them, in the append's own statement: one statement a claim.
+        { check: this.repository.claimCheck({ runnerId: runner.id, capacity: runner.capacity, candidate }) },
       );
       const tier = tierOf(state.priority);
       this.metrics.claims.inc({ tier });

@@ -1,8 +1,8 @@
 import { Injectable } from '@nestjs/common';
-import { sqlIn, sqlLiterals, sqlNotIn } from '../../common/sql-literals';
-import { LIMITED_PLANS, PLANS, type Plan, hasInFlightLimit, plansWith } from '../../events/plans';
+import { sqlIn, sqlLiterals } from '../../common/sql-literals';
+import { PLANS, PLAN_NAMES, type Plan, hasInFlightLimit, plansWith } from '../../events/plans';
 import { statusesTaking } from '../../machines/job.machine';
-import { Db, type Sql } from '../database/db';
+import { Db } from '../database/db';
 import type { AppendCheck } from '../event-store/event-store';
 
 /** A pending job that the runner could take, in claim order. */
@@ -75,39 +75,6 @@ const CANDIDATES = `
    ORDER BY j.priority DESC, COALESCE(f.n, 0), j.created_at, j.id
    LIMIT $2`;
 
-/**
- * Under the claim's locks: the runner is below its capacity, and the job (at the version the
- * candidate was read at) is still pending and below its limits now. `orgLocked`: the
- * organization's lock is held; a claim that did not take it (the organization had no limit when
- * it was read) is refused if it gained one. Placeholders from `p`, in a fixed order.
- */
-function stillClaimableSql(p: (value: unknown) => string, claim: { runnerId: string; capacity: number; candidate: Candidate; orgLocked: boolean }): string {
-  const [runner, capacity, job, version, orgLocked] = [
-    p(claim.runnerId),
-    p(claim.capacity),
-    p(claim.candidate.id),
-    p(claim.candidate.version),
-    p(claim.orgLocked),
-  ];
-  return `
-  SELECT
-    (SELECT count(*) FROM jobs WHERE runner_id = ${runner}::uuid AND status IN (${IN_FLIGHT})) < ${capacity}::int AS runner_free,
-    EXISTS (
-      SELECT 1 FROM jobs j JOIN orgs o ON o.id = j.org_id
-       WHERE j.id = ${job}::uuid AND j.status = 'pending' AND j.version = ${version}::int
-         AND (${orgLocked}::boolean OR (${sqlNotIn('o.plan', LIMITED_PLANS)} AND o.max_concurrency IS NULL))
-         ${underPlanLimits('orgInFlightLimit', `(SELECT count(*) FROM jobs WHERE org_id = o.id AND status IN (${IN_FLIGHT}))`)}
-         AND NOT (o.max_concurrency IS NOT NULL AND
-                  (SELECT count(*) FROM jobs WHERE org_id = o.id AND status IN (${IN_FLIGHT})) >= o.max_concurrency)
-         ${underPlanLimits(
-           'ipInFlightLimit',
-           `(SELECT count(*) FROM jobs x JOIN orgs xo ON xo.id = x.org_id
-              WHERE ${sqlIn('xo.plan', IP_PLANS)} AND x.status IN (${IN_FLIGHT})
-                AND x.source_ip IS NOT DISTINCT FROM j.source_ip)`,
-         )}
-    ) AS job_claimable`;
-}
-
 /** Whether a claim of the candidate takes its organization's lock: the organization had an in-flight limit when read. */
 function locksOrg(candidate: Candidate): boolean {
   return hasInFlightLimit(candidate.plan, candidate.max_concurrency);
@@ -130,39 +97,39 @@ export class SchedulingRepository {
   }
 
   /**
-   * Takes the claim's locks, in this transaction (they give it no id: the job's append stays its
-   * first write). First the job's, without waiting: a job another claimer is on is skipped, not
-   * waited for (as `SKIP LOCKED` would; it would otherwise fail on the stream's version after
-   * the other's commit). Then, waiting, those of what a claim could push over a limit: the
-   * runner (its capacity), the organization when it has an in-flight limit and, for unclaimed
-   * jobs, the source IP; always in that order, so claimers never wait on each other in a cycle.
-   * Claims for organizations without a limit do not queue behind each other on the org's lock;
-   * `stillClaimable` refuses the claim if the organization gained a limit meanwhile.
+   * The claim's locks and check, made by the statement that appends its JobClaimed event (an
+   * AppendCheck: `runway_claim_check`, migration 8), so a claim is that one statement. The
+   * function first takes the job's lock without waiting: a job another claimer is on is skipped,
+   * not waited for (as `SKIP LOCKED` would; it would otherwise fail on the stream's version after
+   * the other's commit). Then, waiting, those of what a claim could push over a limit: the runner
+   * (its capacity), the organization when it has an in-flight limit and, on plans limited per
+   * source IP, the IP; always in that order, so claimers never wait on each other in a cycle. The
+   * locks give the statement no transaction id (the stream's lock, after them, does). Under
+   * them, with a snapshot of its own, it reads whether the runner is below its capacity and the
+   * job (at the version the candidate was read at) still pending and below its limits now; a
+   * claim that took no organization lock (it had no limit when read) is refused if it gained one.
    */
-  async lock(tx: Sql, runnerId: string, candidate: Candidate): Promise<{ jobLocked: boolean }> {
-    const orgLocked = locksOrg(candidate);
-    const { rows } = await tx.query<{ job_locked: boolean }>(
-      `WITH job AS (SELECT pg_try_advisory_xact_lock(hashtextextended('job:' || $4, 0)) AS locked)
-       SELECT job.locked AS job_locked,
-              CASE WHEN job.locked THEN pg_advisory_xact_lock(hashtextextended('runner:' || $1, 0)) END,
-              CASE WHEN job.locked AND $2::uuid IS NOT NULL THEN pg_advisory_xact_lock(hashtextextended('org:' || $2, 0)) END,
-              CASE WHEN job.locked AND $3::text IS NOT NULL THEN pg_advisory_xact_lock(hashtextextended('ip:' || $3, 0)) END
-         FROM job`,
-      [runnerId, orgLocked ? candidate.org_id : null, PLANS[candidate.plan].ipInFlightLimit !== null ? (candidate.source_ip ?? '') : null, candidate.id],
-    );
-    return { jobLocked: rows[0].job_locked };
-  }
-
-  /**
-   * Under the locks: may this runner take this job now? As a check of the claim's own append
-   * (AppendCheck): it reads what the lock holders committed, in the statement that appends the
-   * claim, and refuses it with NotClaimable.
-   */
-  stillClaimable(claim: { runnerId: string; capacity: number; candidate: Candidate }): AppendCheck {
-    const checked = { ...claim, orgLocked: locksOrg(claim.candidate) };
+  claimCheck(claim: { runnerId: string; capacity: number; candidate: Candidate }): AppendCheck {
+    const { runnerId, capacity, candidate } = claim;
+    const args = [
+      runnerId,
+      capacity,
+      candidate.id,
+      candidate.version,
+      locksOrg(candidate) ? candidate.org_id : null,
+      PLANS[candidate.plan].ipInFlightLimit !== null ? (candidate.source_ip ?? '') : null,
+      PLAN_NAMES,
+      PLAN_NAMES.map((plan) => PLANS[plan].orgInFlightLimit),
+      PLAN_NAMES.map((plan) => PLANS[plan].ipInFlightLimit),
+    ];
     return {
-      sql: (p) => `SELECT runner_free, job_claimable, runner_free AND job_claimable AS ok FROM (${stillClaimableSql(p, checked)}) c`,
-      refuse: (row) => new NotClaimable(row.runner_free !== true),
+      sql: (p) => {
+        const [runner, cap, job, version, org, ip, plans, orgLimits, ipLimits] = args.map(p);
+        return `SELECT c.job_locked, c.runner_free, c.job_claimable, c.job_locked AND c.runner_free AND c.job_claimable AS ok
+          FROM runway_claim_check(${runner}::text, ${cap}::int, ${job}::text, ${version}::int, ${org}::text, ${ip}::text,
+                                  ${plans}::text[], ${orgLimits}::int[], ${ipLimits}::int[]) c`;
+      },
+      refuse: (row) => new NotClaimable(row.job_locked === true && row.runner_free !== true),
     };
   }
 }
