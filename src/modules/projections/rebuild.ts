@@ -110,7 +110,11 @@ export class ProjectionRebuilder {
   }
 
   private async applyToRebuild(tx: Sql, events: Parameters<Projection['apply']>[1]): Promise<void> {
-    await tx.query(`SET LOCAL search_path TO ${SCHEMA}, public`);
+    // Custom plans here: the pool's generic ones (data-source.ts) would be made while the copies
+    // are small and, with no ANALYZE of them until the rebuild ends, kept as they grow: a
+    // generic plan of a projection's `id = ANY($1)` went on scanning a whole table (256.9 s for
+    // a rebuild of 1,000,001 events, against 74.8 s).
+    await tx.query(`SET LOCAL search_path TO ${SCHEMA}, public; SET LOCAL plan_cache_mode TO auto`);
     for (const projection of this.projections) await projection.apply(tx, events);
     await tx.query(`SET LOCAL search_path TO public`);
   }
