@@ -1,6 +1,7 @@
 import WebSocket from 'ws';
 import { type TestApp, admin, bearer, startTestApp } from '../support/app';
 import { Fixtures } from '../support/fixtures';
+import { transactionElsewhere } from '../support/postgres';
 
 interface Envelope {
   id: string;
@@ -87,6 +88,20 @@ describe('GET /v1/events (WebSocket): live job events from the log', () => {
     ]);
     const stored = (await t.http.get(`/v1/jobs/${job.id}/events`).set(bearer(mine.key)).expect(200)).body.items;
     expect(events).toEqual(stored);
+  });
+
+  it('is not held back by a write transaction open in another database of the server', async () => {
+    const spec = await f.spec();
+    const tenant = await f.tenant();
+    const feed = await open(t.url, tenant.key);
+    const elsewhere = await transactionElsewhere();
+    try {
+      const job = await f.submit(tenant, spec.slug);
+      const events = await feed.until((e) => e.length >= 1);
+      expect(events.map((e) => [e.streamId, e.type])).toEqual([[job.id, 'JobSubmitted']]);
+    } finally {
+      await elsewhere.end();
+    }
   });
 
   it('filters by job and by project', async () => {

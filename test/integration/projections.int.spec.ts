@@ -15,6 +15,7 @@ import { note } from '../support/cluster';
 import { Fixtures } from '../support/fixtures';
 import { appSuite } from '../support/suite';
 import { TestRunner } from '../support/runner-client';
+import { transactionElsewhere } from '../support/postgres';
 
 /** A small deterministic generator, so a failing history can be replayed. */
 function random(seed: number): () => number {
@@ -305,6 +306,39 @@ describe('projections: views derived from the log, rebuilt and compared', () => 
     await rebuilder().rebuild({ swap: true });
     expect(await f.job(jobId)).toMatchObject({ status: 'pending', spec: spec.slug });
     await t.http.post(`/v1/jobs/${jobId}/cancel`).set(bearer(tenant.key)).expect(202);
+  });
+
+  it('keeps projecting while a write transaction is open in another database, and reports the gate’s age for this one’s alone', async () => {
+    const spec = await f.spec();
+    const tenant = await f.tenant();
+    const ageOfGate = async () => {
+      const text = (await t.http.get('/metrics').expect(200)).text;
+      const line = /^runway_log_gate_age_seconds (\S+)$/m.exec(text);
+      if (line === null) throw new Error('no runway_log_gate_age_seconds in /metrics');
+      return Number(line[1]);
+    };
+    await caughtUp();
+    const elsewhere = await transactionElsewhere();
+    try {
+      // The billing projector's job_billing row comes only from the log, behind the gate.
+      const job = await f.submit(tenant, spec.slug);
+      await t.http.post(`/v1/jobs/${job.id}/cancel`).set(bearer(tenant.key)).expect(202);
+      await caughtUp();
+      expect(await ageOfGate()).toBe(0);
+    } finally {
+      await elsewhere.end();
+    }
+    // A transaction of this database's, with an id, holds the gate: its age shows.
+    const blocker = await t.db.pool.connect();
+    try {
+      await blocker.query('BEGIN');
+      await blocker.query('SELECT pg_current_xact_id()');
+      expect(await ageOfGate()).toBeGreaterThan(0);
+    } finally {
+      await blocker.query('ROLLBACK');
+      blocker.release();
+    }
+    expect(await ageOfGate()).toBe(0);
   });
 
   it('reports how far behind each log follower is', async () => {

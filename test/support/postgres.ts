@@ -45,3 +45,30 @@ export async function createTestDatabase(): Promise<TestDatabase> {
     drop: () => withServer((client) => client.query(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`)).then(() => undefined),
   };
 }
+
+/**
+ * A write transaction left open in another database of the test server (its maintenance
+ * database), as a migration or a batch job there would hold one: it has a transaction id, older
+ * than any this test writes next. `end` commits it and closes its connection.
+ */
+export async function transactionElsewhere(): Promise<{ xid: string; end(): Promise<void> }> {
+  const client = new Client({ connectionString: SERVER_URL });
+  await client.connect();
+  try {
+    await client.query('BEGIN');
+    const { rows } = await client.query<{ xid: string }>('SELECT pg_current_xact_id()::text AS xid');
+    return {
+      xid: rows[0].xid,
+      end: async () => {
+        try {
+          await client.query('COMMIT');
+        } finally {
+          await client.end();
+        }
+      },
+    };
+  } catch (error) {
+    await client.end();
+    throw error;
+  }
+}

@@ -23,6 +23,42 @@ export interface LogPosition {
 
 export const LOG_START: LogPosition = { transactionId: '0', globalPosition: 0 };
 
+/**
+ * The gate of the log's readers, an SQL expression (xid8): readers take only events whose
+ * transaction is older than it. Over the statement's snapshot `s` (`pg_current_snapshot()`, the
+ * one its read of `events` sees), it is the oldest transaction in progress in `s` that may be
+ * this database's, or `s`'s xmax when there is none. A transaction in another database of the
+ * server (a migration, a batch job, a forgotten session) holds no reader back; one in this
+ * database does, as it must.
+ *
+ * Why it is gap-safe: take an event in `events` whose transaction x is older than the gate G.
+ * - x < xmin(s), or x < xmax(s) and not in s's in-progress list: x had ended when `s` was taken,
+ *   so if it committed, its events are visible in `s` (the reader's own snapshot: the statement's),
+ *   and if it rolled back, it has none.
+ * - x is in s's in-progress list: it was not kept in the gate, so it was seen running in
+ *   pg_stat_activity with another database's name. A transaction belongs to its backend's database
+ *   for its whole life and ids are not reused, so x never wrote this database's log: it has no
+ *   events here, now or later. (When it was seen does not matter: once seen elsewhere, it is
+ *   elsewhere.)
+ * So every event older than G that will ever exist is visible now, and a reader that takes them
+ * in log order never passes one that commits later. Whatever the read cannot place stays in the
+ * gate: a transaction that ended between `s` and the read of pg_stat_activity (it may have been
+ * this database's; its rows are invisible to `s`), a prepared transaction (no backend), a backend
+ * whose row the role may not see (backend_xid is null without pg_read_all_stats), a walsender
+ * (no database). So at worst the gate is the server-wide horizon the readers had before:
+ * `pg_snapshot_xmin(s)`. A transaction still running at or past xmax(s) (nothing later has ended
+ * yet) is not in the list, and needs not be: the gate is at most xmax(s), so it is never passed.
+ * `pg_snapshot_xip` lists top-level transaction ids, as events record them
+ * (`pg_current_xact_id()`); `backend_xid` is the 32-bit form, compared after `::xid` (in-progress
+ * ids are less than 2^31 apart, so the low 32 bits name one transaction).
+ */
+export const LOG_GATE = `(SELECT COALESCE(
+      (SELECT min(x) FROM pg_snapshot_xip(snap.s) x
+        WHERE x::xid NOT IN (SELECT backend_xid FROM pg_stat_activity
+                              WHERE backend_xid IS NOT NULL AND datname <> current_database())),
+      pg_snapshot_xmax(snap.s))
+    FROM (SELECT pg_current_snapshot() AS s) snap)`;
+
 export interface AppendResult<E extends DomainEvent = DomainEvent> {
   nextVersion: number;
   envelopes: EventEnvelope<E>[];
@@ -495,11 +531,11 @@ export class EventStore {
 
   /**
    * The next batch of the whole log after `after`, in log order, taking only events whose
-   * transaction is older than every transaction still running: an event committed later can
-   * never land before a position a reader has passed. `heldBack`: committed events after the
-   * batch were left for later because a transaction older than theirs still runs (the gate is the
-   * oldest running transaction of the whole server, so it may be another database's); a reader
-   * that waits for commits looks again soon rather than at its next idle poll. `appendsExcluded`:
+   * transaction is older than every transaction still running that may write this database
+   * (LOG_GATE): an event committed later can never land before a position a reader has passed.
+   * `heldBack`: committed events after the batch were left for later because such a transaction
+   * older than theirs still runs; a reader that waits for commits looks again soon rather than at
+   * its next idle poll. `appendsExcluded`:
    * the caller holds a lock that no append can pass (see ProjectionRebuilder), so every event is
    * committed and the gate is dropped.
    */
@@ -511,7 +547,7 @@ export class EventStore {
   ): Promise<{ events: EventEnvelope[]; last: LogPosition; positions: LogPosition[]; heldBack: boolean }> {
     // Log order is transaction order, so the events past the gate come after every event before
     // it: the batch is the rows up to the first one past the gate.
-    const gate = options.appendsExcluded ? 'true' : 'transaction_id < pg_snapshot_xmin(pg_current_snapshot())';
+    const gate = options.appendsExcluded ? 'true' : `transaction_id < ${LOG_GATE}`;
     const result = await sql.query<EventRow & { passed: boolean }>(
       `SELECT ${EVENT_COLUMNS}, ${gate} AS passed FROM events
         WHERE (transaction_id, global_position) > ($1::xid8, $2::bigint)

@@ -104,7 +104,7 @@ export class LogFollower {
    * The wait before reading again while committed events are held back behind an older
    * transaction still running (EventStore.readAll's `heldBack`): from a few milliseconds, doubling
    * up to the idle poll, so a reader neither waits a whole idle poll for events already committed
-   * nor spins while a long transaction (in any database of the server) holds the gate.
+   * nor spins while a long transaction of Runway's database holds the gate.
    */
   private readonly heldBack: Backoff;
   private running: Promise<void> | null = null;

@@ -99,6 +99,21 @@ export class Metrics {
       },
     });
     new Gauge({
+      name: 'runway_log_gate_age_seconds',
+      help: 'Age of the oldest write transaction open in Runway’s database (or prepared in it): the log readers (relay, projectors, events feed) wait behind it for what commits after it; 0 when none',
+      registers: [this.registry],
+      async collect() {
+        // Those of other databases hold no reader back (event-store.ts, LOG_GATE); this statement has no id of its own.
+        const { rows } = await db.query<{ seconds: number | null }>(
+          `SELECT extract(epoch FROM (now() - min(began)))::float8 AS seconds FROM (
+             SELECT xact_start AS began FROM pg_stat_activity WHERE backend_xid IS NOT NULL AND datname = current_database()
+             UNION ALL
+             SELECT prepared FROM pg_prepared_xacts WHERE database = current_database()) open`,
+        );
+        this.set(Math.max(0, rows[0]?.seconds ?? 0));
+      },
+    });
+    new Gauge({
       name: 'runway_queue_depth',
       help: 'Pending jobs per tier',
       labelNames: ['tier'],

@@ -11,7 +11,7 @@ import { ManualClock } from '../../common/clock';
 import { UuidV7Generator } from '../../common/ids';
 import type { EventEnvelope, EventMetadata } from '../../events/envelope';
 import type { JobEvent, JobSubmittedData } from '../../events/job-events';
-import { createTestDatabase, type TestDatabase } from '../../../test/support/postgres';
+import { createTestDatabase, type TestDatabase, transactionElsewhere } from '../../../test/support/postgres';
 import { Database } from '../database/database';
 import { EventStore } from '../event-store/event-store';
 import { NatsBus } from '../messaging/nats-bus';
@@ -389,6 +389,22 @@ describe('Relay (PostgreSQL + NATS JetStream)', () => {
     } finally {
       await blocker.query('ROLLBACK').catch(() => undefined);
       blocker.release();
+    }
+  });
+
+  it('is not held back by a write transaction open in another database of the server', async () => {
+    const relay = newRelay({ idlePollMs: 60_000 });
+    relay.start();
+    const consumer = await waitFor(() => relay.lag().checkpoint !== null).then(readStream);
+    // Older than the events below, and open all along: the server-wide horizon would hold them.
+    const elsewhere = await transactionElsewhere();
+    try {
+      const events = await workload(3);
+      relay.notify();
+      await consumer.until(events.map((e) => e.id), 5_000);
+      expectExactlyOnceInOrder(consumer.received, events);
+    } finally {
+      await elsewhere.end();
     }
   });
 
