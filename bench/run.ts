@@ -3,7 +3,7 @@
  * one's heap and connections do not weigh on the next. Flags (--smoke, --runs, --seconds) pass
  * through to each (rebuild takes --seconds and ignores it: its runs are whole passes over the
  * log; throughput and latency ignore --seconds too, and latency --runs: their runs are numbers of
- * jobs; heartbeat takes --seconds as the length of a window, memory ignores it); results are
+ * jobs; heartbeat and idle take --seconds as the length of a window, memory ignores it); results are
  * written to bench/results.json, keyed by benchmark, with where, when and at which commit they were
  * taken (`provenance`, bench/support/provenance.ts; each benchmark's own is in its result too).
  * That one file also keeps, under `earlier`, the records of other runs that the READMEs quote,
@@ -24,6 +24,7 @@ const BENCHMARKS = [
   { name: 'latency', entry: join(__dirname, 'latency', 'latency.bench.js') },
   { name: 'heartbeat', entry: join(__dirname, 'heartbeat', 'heartbeat.bench.js') },
   { name: 'memory', entry: join(__dirname, 'memory', 'memory.bench.js') },
+  { name: 'idle', entry: join(__dirname, 'idle', 'idle.bench.js') },
 ];
 
 async function main(): Promise<void> {

@@ -7,6 +7,7 @@ import { QueueHistory1764489600005 } from './1764489600005-queue-history';
 import { JobBatches1764489600006 } from './1764489600006-job-batches';
 import { PendingByOrg1764489600007 } from './1764489600007-pending-by-org';
 import { ClaimCheck1764489600008 } from './1764489600008-claim-check';
+import { LogNotify1764489600009 } from './1764489600009-log-notify';
 
 /** Every migration in order. Listed, not globbed, so the same list runs from .ts and from dist. */
 export const MIGRATIONS = [
@@ -19,4 +20,5 @@ export const MIGRATIONS = [
   JobBatches1764489600006,
   PendingByOrg1764489600007,
   ClaimCheck1764489600008,
+  LogNotify1764489600009,
 ];

@@ -502,6 +502,37 @@ describe('runner gateway (one process, in-process bus)', () => {
       expect(await f.eventTypes(submitted.id)).toEqual(['JobSubmitted', 'JobClaimed', 'JobStarted', 'JobFailed']);
     });
 
+    it('answers a sweep asked for while another is under way with a sweep that sees the time of the ask', async () => {
+      const { spec, tenant, socket } = await setup();
+      const submitted = await f.submit(tenant, spec.slug, { maxAttempts: 1 });
+      socket.send({ type: 'ready' });
+      await socket.next('job');
+      await socket.request({ type: 'running', job: submitted.id, attempt: 1 }, 'ack');
+      // The first sweep reads the clock, then waits for the jobs table (another session locks it).
+      const locker = await t.db.pool.connect();
+      let first: Promise<void>;
+      let second: Promise<void>;
+      try {
+        await locker.query('BEGIN');
+        await locker.query('LOCK TABLE jobs IN ACCESS EXCLUSIVE MODE');
+        first = liveness.sweep();
+        for (let i = 0; i < 200; i++) {
+          const { rows } = await locker.query(`SELECT 1 FROM pg_locks WHERE relation = 'jobs'::regclass AND NOT granted`);
+          if (rows.length > 0) break;
+          await new Promise((resolve) => setTimeout(resolve, 10));
+        }
+        // Past the heartbeat timeout only now, after the first sweep read its time.
+        t.advance(30_001);
+        second = liveness.sweep();
+      } finally {
+        await locker.query('COMMIT');
+        locker.release();
+      }
+      await first;
+      await second;
+      expect(await f.job(submitted.id)).toMatchObject({ status: 'failed', failure: 'heartbeat_timeout', attempt: 1 });
+    });
+
     it('cancels a job running past its timeout and grace with job_timeout, and pushes the cancel', async () => {
       const { spec, tenant, socket } = await setup();
       const submitted = await f.submit(tenant, spec.slug, { timeout: 60 });

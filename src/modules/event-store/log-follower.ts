@@ -56,6 +56,13 @@ export interface FollowerStatus {
   lastError: string | null;
 }
 
+/**
+ * How often a reader of the log looks at it with nothing to wake it: a safety net only. Commits
+ * ring the readers of every process (CommitSignal, LISTEN `runway_log`); this catches one whose
+ * ring was lost (the listening connection was being opened again).
+ */
+export const SAFETY_POLL_MS = 2_000;
+
 /** The first wait before reading again when events were held back by the gate (see `heldBack`). */
 const HELD_BACK_FIRST_MS = 5;
 

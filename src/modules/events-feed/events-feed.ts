@@ -2,6 +2,7 @@ import type { IncomingMessage } from 'node:http';
 import { type BeforeApplicationShutdown, Logger, type OnApplicationBootstrap } from '@nestjs/common';
 import { type OnGatewayConnection, type OnGatewayInit, WebSocketGateway } from '@nestjs/websockets';
 import type { WebSocket, WebSocketServer } from 'ws';
+import { Backoff } from '../../common/backoff';
 import { DomainError, ForbiddenError } from '../../common/errors';
 import { UUID_PATTERN } from '../../common/ids';
 import type { EventEnvelope } from '../../events/envelope';
@@ -11,7 +12,7 @@ import { Db, isDatabaseUnavailable } from '../database/db';
 import { compareLogPositions } from '../event-store/checkpoints';
 import { CommitSignal } from '../event-store/commit-signal';
 import { EventStore, LOG_START, type LogPosition } from '../event-store/event-store';
-import { Bell } from '../event-store/log-follower';
+import { Bell, SAFETY_POLL_MS } from '../event-store/log-follower';
 import { OrgsRepository } from '../orgs/orgs.repository';
 import { type JobOwner, JobOwners } from '../relay/job-owners';
 import { routeSockets, unrouteSockets } from '../websocket/runway-ws.adapter';
@@ -19,8 +20,8 @@ import { routeSockets, unrouteSockets } from '../websocket/runway-ws.adapter';
 export const EVENTS_PATH = '/v1/events';
 
 const BATCH = 500;
-/** How often the tail looks at the log when nothing in this process rang (commits elsewhere). */
-const POLL_MS = 100;
+/** The first wait before the tail reads again when committed events were held back by the gate. */
+const HELD_BACK_FIRST_MS = 5;
 /** A client that lets this much pile up unread is cut off; it resumes with `after`. */
 const MAX_BUFFERED_BYTES = 8 * 1024 * 1024;
 
@@ -61,6 +62,8 @@ export class EventsFeed implements OnGatewayInit<WebSocketServer>, OnGatewayConn
   private server: WebSocketServer | null = null;
   private readonly subscribers = new Set<Subscriber>();
   private readonly wake = new Bell();
+  /** The wait before reading again while committed events are held back by the gate. */
+  private readonly heldBack = new Backoff(HELD_BACK_FIRST_MS, SAFETY_POLL_MS);
   private tail: LogPosition | null = null;
   private running: Promise<void> | null = null;
   private stopping = false;
@@ -215,7 +218,12 @@ export class EventsFeed implements OnGatewayInit<WebSocketServer>, OnGatewayConn
           await Promise.all([...this.subscribers].map((s) => this.deliver(s, batch)));
           this.tail = batch.last;
         }
-        if (batch.events.length < BATCH) await this.wake.wait(POLL_MS);
+        if (batch.events.length < BATCH) {
+          // Rung by every commit (CommitSignal); the safety poll catches a lost ring. Events held
+          // back behind a transaction still running are looked at again soon, backing off.
+          if (!batch.heldBack) this.heldBack.reset();
+          await this.wake.wait(batch.heldBack ? this.heldBack.next() : SAFETY_POLL_MS);
+        }
       } catch (error) {
         this.logger.warn(`events feed tail: ${(error as Error).message}`);
         await this.wake.wait(1_000);

@@ -54,6 +54,8 @@ export class Liveness implements OnApplicationBootstrap, OnApplicationShutdown {
   private subscriptions: Subscription[] = [];
   private timer: NodeJS.Timeout | null = null;
   private sweeping: Promise<void> | null = null;
+  /** The sweep that follows the one under way, for callers that came after it began. */
+  private nextSweep: Promise<void> | null = null;
   /** After a failed sweep (the database is down): the timer skips sweeps until then (performance.now()). */
   private retryAt = 0;
   private readonly backoff = new Backoff(500, 10_000);
@@ -78,8 +80,9 @@ export class Liveness implements OnApplicationBootstrap, OnApplicationShutdown {
     ];
     this.stopWatchingBus = this.bus.onConnectionChange((connected) => this.busConnection(connected));
     const period = Math.max(50, Math.min(1_000, Math.floor(this.config.heartbeatIntervalMs)));
+    // The timer's sweeps never queue behind one under way: the next tick comes soon enough.
     this.timer = setInterval(() => {
-      if (performance.now() >= this.retryAt) void this.sweep();
+      if (performance.now() >= this.retryAt && this.sweeping === null) void this.startSweep();
     }, period).unref();
   }
 
@@ -87,6 +90,7 @@ export class Liveness implements OnApplicationBootstrap, OnApplicationShutdown {
     if (this.timer !== null) clearInterval(this.timer);
     this.stopWatchingBus();
     await Promise.all(this.subscriptions.map((s) => s.unsubscribe()));
+    await this.nextSweep;
     await this.sweeping;
   }
 
@@ -121,12 +125,24 @@ export class Liveness implements OnApplicationBootstrap, OnApplicationShutdown {
   }
 
   /**
-   * Fires every deadline that has passed. One sweep at a time; tests call it directly. Never
-   * rejects: a sweep that fails (the database is down) is logged, and the timer waits a growing
-   * while before the next; deadlines that passed meanwhile fire at the first sweep that works.
+   * Fires every deadline that has passed by the call. One sweep at a time; tests call it
+   * directly. A call while a sweep is under way (it read the jobs before the call, at an earlier
+   * time) is answered by the next sweep after it, one for all such calls. Never rejects: a sweep
+   * that fails (the database is down) is logged, and the timer waits a growing while before the
+   * next; deadlines that passed meanwhile fire at the first sweep that works.
    */
   sweep(): Promise<void> {
-    this.sweeping ??= this.fireDue()
+    if (this.sweeping === null) return this.startSweep();
+    this.nextSweep ??= this.sweeping.then(() => {
+      this.nextSweep = null;
+      // One the timer began since then began after the call too.
+      return this.sweeping ?? this.startSweep();
+    });
+    return this.nextSweep;
+  }
+
+  private startSweep(): Promise<void> {
+    this.sweeping = this.fireDue()
       .then(
         () => {
           if (this.backoff.failures > 0) this.logger.log('sweeping again: the database answers');

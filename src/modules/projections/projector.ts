@@ -3,7 +3,7 @@ import type { EventEnvelope } from '../../events/envelope';
 import { compareLogPositions, saveCheckpoint } from '../event-store/checkpoints';
 import type { EventStore, LogPosition } from '../event-store/event-store';
 import type { LeaderSession, Leadership } from '../event-store/leadership';
-import { LogFollower, type FollowerStatus } from '../event-store/log-follower';
+import { type FollowerStatus, LogFollower, SAFETY_POLL_MS } from '../event-store/log-follower';
 import type { Projection } from './projection';
 import { checkpointName } from './registry';
 
@@ -35,7 +35,7 @@ export class Projector {
       {
         name: checkpointName(projection),
         batchSize: options.batchSize ?? 1_000,
-        idlePollMs: options.idlePollMs ?? 200,
+        idlePollMs: options.idlePollMs ?? SAFETY_POLL_MS,
         // The async views trail the log anyway (runner status, billing); a round per commit
         // would cost a transaction and a checkpoint write per event.
         coalesceMs: options.coalesceMs ?? 100,

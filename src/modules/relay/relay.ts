@@ -2,7 +2,7 @@ import { Logger } from '@nestjs/common';
 import { Clock, SystemClock } from '../../common/clock';
 import type { EventEnvelope } from '../../events/envelope';
 import type { EventStore, LogPosition } from '../event-store/event-store';
-import { LogFollower, type LogFollowerOptions } from '../event-store/log-follower';
+import { LogFollower, type LogFollowerOptions, SAFETY_POLL_MS } from '../event-store/log-follower';
 import { compareLogPositions, logPositionOfEvent, saveCheckpoint } from '../event-store/checkpoints';
 import type { LeaderSession, Leadership } from '../event-store/leadership';
 import type { Subjects } from '../messaging/subjects';
@@ -69,7 +69,7 @@ export class Relay {
     const resolved: RelayOptions = {
       name: `jetstream:${deps.publisher.options.stream}`,
       batchSize: 500,
-      idlePollMs: 100,
+      idlePollMs: SAFETY_POLL_MS,
       // The feed's subscribers wait for it: a short wait, enough to publish bursts together.
       coalesceMs: 10,
       leaderRetryMs: 3_000,
