@@ -2,13 +2,17 @@
  * Idle: what a Runway server costs with nothing to do (no runners, no jobs): its own CPU and its
  * PostgreSQL backends' over a window, and the transactions it commits meanwhile (its readers of
  * the log, the liveness sweep, the gateway's sweep). Every role in one process, on NATS, with
- * Runway's defaults (no setting raised). See bench/README.md.
+ * Runway's defaults (no setting raised). With `--baseline DIR` (another checkout, built, e.g. a
+ * `git worktree` of an earlier commit) its server runs too, run for run in turn with this one's,
+ * so before and after come from one run. See bench/README.md.
  *
  *   npm run build && npm run build:bench && node dist-bench/idle/idle.bench.js [--smoke] [--runs N] [--seconds S] [--settle S]
- *     [--cpu-prof DIR] [--json FILE]
+ *     [--baseline DIR] [--cpu-prof DIR] [--json FILE]
  */
+import { execFileSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
+import { resolve } from 'node:path';
 import { COMMON_FLAGS, parseFlags } from '../support/args';
 import { ProcessCpu } from '../support/cpu';
 import { DatabaseCounterProbe, databaseSampler, withBenchmarkServer } from '../support/postgres';
@@ -27,26 +31,31 @@ interface Options {
   settleSeconds: number;
   /** Write each server's CPU profile here (the whole life of the server, settle included). */
   cpuProfDir: string | null;
+  /** Another checkout whose server is measured too, in turn with this one's. */
+  baseline: string | null;
   json: string | null;
 }
 
 function parseArgs(argv: readonly string[]): Options {
-  const flags = parseFlags(argv, { ...COMMON_FLAGS, '--settle': 'number', '--cpu-prof': 'text' });
+  const flags = parseFlags(argv, { ...COMMON_FLAGS, '--settle': 'number', '--cpu-prof': 'text', '--baseline': 'text' });
   const options: Options = {
     smoke: flags['--smoke'] ?? false,
     runs: flags['--runs'] ?? 3,
     seconds: flags['--seconds'] ?? 30,
     settleSeconds: flags['--settle'] ?? 10,
     cpuProfDir: flags['--cpu-prof'] ?? null,
+    baseline: flags['--baseline'] ?? null,
     json: flags['--json'] ?? null,
   };
   // --smoke wins: CI stays small.
-  if (options.smoke) Object.assign(options, { runs: 1, seconds: 2, settleSeconds: 1, cpuProfDir: null });
+  if (options.smoke) Object.assign(options, { runs: 1, seconds: 2, settleSeconds: 1, cpuProfDir: null, baseline: null });
   return options;
 }
 
 interface RunRecord {
   run: number;
+  /** `runway`, or `baseline` (the server of --baseline). */
+  system: string;
   seconds: number;
   /** CPU of the server process, ms per second of the window (10 = 1% of a core). */
   serverCpuMsPerS: number;
@@ -58,11 +67,14 @@ interface RunRecord {
   rowsWritten: number;
 }
 
-async function oneRun(run: number, options: Options): Promise<RunRecord> {
+async function oneRun(run: number, system: string, root: string | null, options: Options): Promise<RunRecord> {
   // No setting raised: an idle server as it ships.
   const deployment = await BenchDeployment.create(DB_NAME);
   try {
-    const server = await deployment.start(`runway-idle-${run}`, options.cpuProfDir === null ? {} : { cpuProfDir: options.cpuProfDir });
+    const server = await deployment.start(`${system}-idle-${run}`, {
+      ...(options.cpuProfDir === null ? {} : { cpuProfDir: options.cpuProfDir }),
+      ...(root === null ? {} : { root }),
+    });
     try {
       await sleep(options.settleSeconds * 1000);
       // The counters lag up to 10 s (PostgreSQL 15 publishes them when a backend goes idle): the
@@ -84,6 +96,7 @@ async function oneRun(run: number, options: Options): Promise<RunRecord> {
       const delta = DatabaseCounterProbe.since(before, after);
       return {
         run,
+        system,
         seconds: elapsedS,
         serverCpuMsPerS: serverMs / elapsedS,
         postgresCpuMsPerS: usage.backendCpuMs / elapsedS,
@@ -98,6 +111,15 @@ async function oneRun(run: number, options: Options): Promise<RunRecord> {
   }
 }
 
+/** The commit a checkout is at, and whether it has changes. */
+function describeCheckout(root: string): string {
+  try {
+    return execFileSync('git', ['-C', root, 'describe', '--always', '--dirty'], { encoding: 'utf8' }).trim();
+  } catch {
+    return 'not a git checkout';
+  }
+}
+
 async function main(): Promise<void> {
   const options = parseArgs(process.argv.slice(2));
   const provenance = await collectProvenance({ natsUrl: NATS_URL });
@@ -105,40 +127,56 @@ async function main(): Promise<void> {
   console.log(
     `idle benchmark: a server with every role, no runners and no jobs, Runway's defaults; ${options.runs} run(s) of ${options.seconds} s after ${options.settleSeconds} s settle\n`,
   );
+  const systems: { name: string; root: string | null }[] = [
+    ...(options.baseline === null ? [] : [{ name: 'baseline', root: resolve(options.baseline) }]),
+    { name: 'runway', root: null },
+  ];
+  if (options.baseline !== null) console.log(`baseline: the server of ${resolve(options.baseline)} (${describeCheckout(resolve(options.baseline))})\n`);
   const runs: RunRecord[] = [];
   await withBenchmarkServer(async () => {
     for (let run = 1; run <= options.runs; run++) {
-      const record = await oneRun(run, options);
-      runs.push(record);
-      console.log(
-        `  run ${run}: server ${(record.serverCpuMsPerS / 10).toFixed(2)}% of a core, PostgreSQL ${(record.postgresCpuMsPerS / 10).toFixed(2)}%, ${record.commitsPerS.toFixed(1)} commits/s, ${record.rowsWritten} rows written`,
-      );
+      for (const system of systems) {
+        const record = await oneRun(run, system.name, system.root, options);
+        runs.push(record);
+        console.log(
+          `  run ${run}, ${system.name}: server ${(record.serverCpuMsPerS / 10).toFixed(2)}% of a core, PostgreSQL ${(record.postgresCpuMsPerS / 10).toFixed(2)}%, ${record.commitsPerS.toFixed(1)} commits/s, ${record.rowsWritten} rows written`,
+        );
+      }
     }
   });
-  const summary = {
-    serverCorePercent: median(runs.map((r) => r.serverCpuMsPerS)) / 10,
-    postgresCorePercent: median(runs.map((r) => r.postgresCpuMsPerS)) / 10,
-    commitsPerS: median(runs.map((r) => r.commitsPerS)),
-    rowsWritten: median(runs.map((r) => r.rowsWritten)),
-  };
+  const summaries = systems.map(({ name }) => {
+    const of = runs.filter((r) => r.system === name);
+    return {
+      system: name,
+      serverCorePercent: median(of.map((r) => r.serverCpuMsPerS)) / 10,
+      postgresCorePercent: median(of.map((r) => r.postgresCpuMsPerS)) / 10,
+      commitsPerS: median(of.map((r) => r.commitsPerS)),
+      rowsWritten: median(of.map((r) => r.rowsWritten)),
+    };
+  });
   console.log('');
   console.log(provenanceLine(provenance));
   printTable(
-    `an idle server (median of ${runs.length} run(s) of ${options.seconds} s): CPU as a share of one core, and the transactions it commits`,
-    ['server cpu', 'postgres cpu', 'server + postgres', 'commits/s', 'rows written', 'target'],
-    [
-      [
-        `${summary.serverCorePercent.toFixed(2)}%`,
-        `${summary.postgresCorePercent.toFixed(2)}%`,
-        `${(summary.serverCorePercent + summary.postgresCorePercent).toFixed(2)}%`,
-        summary.commitsPerS.toFixed(1),
-        String(summary.rowsWritten),
-        summary.serverCorePercent < 1 ? 'server < 1%: met' : 'server < 1%: NOT met',
-      ],
-    ],
+    `an idle server (median of ${options.runs} run(s) of ${options.seconds} s): CPU as a share of one core, and the transactions it commits`,
+    ['system', 'server cpu', 'postgres cpu', 'server + postgres', 'commits/s', 'rows written', 'target'],
+    summaries.map((summary) => [
+      summary.system,
+      `${summary.serverCorePercent.toFixed(2)}%`,
+      `${summary.postgresCorePercent.toFixed(2)}%`,
+      `${(summary.serverCorePercent + summary.postgresCorePercent).toFixed(2)}%`,
+      summary.commitsPerS.toFixed(1),
+      String(summary.rowsWritten),
+      summary.system !== 'runway' ? '-' : summary.serverCorePercent < 1 ? 'server < 1%: met' : 'server < 1%: NOT met',
+    ]),
   );
+  if (summaries.length === 2) {
+    const [before, after] = summaries;
+    console.log(
+      `\nrunway / baseline: server cpu ${(after.serverCorePercent / before.serverCorePercent).toFixed(2)}, postgres cpu ${(after.postgresCorePercent / before.postgresCorePercent).toFixed(2)}, commits ${(after.commitsPerS / before.commitsPerS).toFixed(2)}`,
+    );
+  }
   console.log(`\nload average now ${loadavg().map((l) => l.toFixed(1)).join(' / ')} (1 / 5 / 15 min)`);
-  if (options.json !== null) writeFileSync(options.json, `${JSON.stringify({ options, provenance, runs, summary }, null, 2)}\n`);
+  if (options.json !== null) writeFileSync(options.json, `${JSON.stringify({ options, provenance, runs, summaries }, null, 2)}\n`);
 }
 
 main().catch((error: unknown) => {

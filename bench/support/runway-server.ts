@@ -35,6 +35,8 @@ export interface ServerOptions {
   cpuProfDir?: string;
   /** More flags for node, before the script (e.g. `--inspect=127.0.0.1:PORT`). */
   nodeArgs?: string[];
+  /** Another checkout of Runway, built, whose server to start instead of this one's (a baseline). */
+  root?: string;
 }
 
 /** One `node bin/runway.js serve` child process. */
@@ -68,8 +70,10 @@ export class RunwayServer {
     for (const [name, value] of Object.entries(process.env)) if (!CONFIG_VARIABLE.test(name) && value !== undefined) env[name] = value;
     Object.assign(env, { PORT: String(port), HOST: '127.0.0.1', RUNWAY_LOG_LEVEL: 'warn', NO_COLOR: '1' }, options.env);
     const nodeFlags = options.cpuProfDir === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${options.cpuProfDir}`, `--cpu-prof-name=${label}.cpuprofile`];
-    const args = [...nodeFlags, ...(options.nodeArgs ?? []), BIN, 'serve', ...(options.roles === undefined ? [] : ['--roles', options.roles])];
-    const child = spawn(process.execPath, args, { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const root = options.root ?? ROOT;
+    const bin = options.root === undefined ? BIN : join(options.root, 'bin', 'runway.js');
+    const args = [...nodeFlags, ...(options.nodeArgs ?? []), bin, 'serve', ...(options.roles === undefined ? [] : ['--roles', options.roles])];
+    const child = spawn(process.execPath, args, { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'] });
     const server = new RunwayServer(child, `http://127.0.0.1:${port}`, label);
     killOnExit(child);
     return server;
