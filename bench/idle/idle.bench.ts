@@ -2,9 +2,9 @@
  * Idle: what a Runway server costs with nothing to do (no runners, no jobs): its own CPU and its
  * PostgreSQL backends' over a window, and the transactions it commits meanwhile (its readers of
  * the log, the liveness sweep, the gateway's sweep). Every role in one process, on NATS, with
- * Runway's defaults (no setting raised). With `--baseline DIR` (another checkout, built, e.g. a
- * `git worktree` of an earlier commit) its server runs too, run for run in turn with this one's,
- * so before and after come from one run. See bench/README.md.
+ * Runway's defaults but for its log level (warn, as in every benchmark). With `--baseline DIR`
+ * (another checkout, built, e.g. a `git worktree` of an earlier commit) its server runs too, run
+ * for run in turn with this one's, so before and after come from one run. See bench/README.md.
  *
  *   npm run build && npm run build:bench && node dist-bench/idle/idle.bench.js [--smoke] [--runs N] [--seconds S] [--settle S]
  *     [--baseline DIR] [--cpu-prof DIR] [--json FILE]
@@ -122,7 +122,8 @@ function describeCheckout(root: string): string {
 
 async function main(): Promise<void> {
   const options = parseArgs(process.argv.slice(2));
-  const provenance = await collectProvenance({ natsUrl: NATS_URL });
+  // RunwayServer starts every server with RUNWAY_LOG_LEVEL=warn; nothing else differs from the defaults.
+  const provenance = await collectProvenance({ runwayEnv: { RUNWAY_LOG_LEVEL: 'warn' }, natsUrl: NATS_URL });
   console.log(provenanceLine(provenance));
   console.log(
     `idle benchmark: a server with every role, no runners and no jobs, Runway's defaults; ${options.runs} run(s) of ${options.seconds} s after ${options.settleSeconds} s settle\n`,
