@@ -72,7 +72,7 @@ export function buildCli(): Command {
       logToStderr(LOG_LEVELS[config.logLevel]);
       try {
         const summary = await withDatabase(config, (context) =>
-          auditCommand(context, { json: options.json === true }, (text) => process.stdout.write(text)),
+          auditCommand(context, { json: options.json === true }, (text) => process.stdout.write(text), process.stderr),
         );
         process.exitCode = summary.verified ? 0 : 1;
       } catch (error) {
@@ -84,19 +84,39 @@ export function buildCli(): Command {
   const events = program.command('events').description('the event log');
   events
     .command('export')
-    .description('write the log to stdout as NDJSON, one event envelope per line, in log order')
-    .option('--from <position>', 'start after the event with this global position (0: from the start)', '0')
-    .action(async (options: { from: string }) => {
-      const { LOG_LEVELS, logToStderr, withDatabase, exportEvents, parseFrom, ExportError } = await serverSide();
+    .description('write the log to stdout as NDJSON, one event envelope per line, in log order (a progress line on stderr when it is a terminal)')
+    .option('--from <position|time>', 'start after the event with this global position (0: from the start), or at this time (ISO 8601)', '0')
+    .option('--to <position|time>', 'end with the event with this global position, or before this time (ISO 8601); default: the end of the log')
+    .option('--org <org>', "only this organization's events (its own stream and its jobs'), by id or slug")
+    .option('--project <project>', "only this project's events (its jobs' and its ProjectCreated), by id, or by slug with --org")
+    .option('--job <job>', "only this job's events")
+    .option('--type <types...>', 'only events of these types (several, or comma-separated)')
+    .action(async (options: { from: string; to?: string; org?: string; project?: string; job?: string; type?: string[] }) => {
+      const { LOG_LEVELS, logToStderr, withDatabase, exportRange, parseBound, resolveOwners, ExportError } = await serverSide();
       const config = loadConfig();
       logToStderr(LOG_LEVELS[config.logLevel]);
-      // A reader that goes away (`| head`) ends the export; exportEvents stops at the next batch.
+      // A reader that goes away (`| head`) ends the export; exportRange stops at the next batch.
       process.stdout.on('error', (error: NodeJS.ErrnoException) => {
         if (error.code !== 'EPIPE') process.exitCode = 1;
       });
       try {
-        const from = parseFrom(options.from);
-        await withDatabase(config, (context) => exportEvents(context, from, process.stdout));
+        const from = parseBound('--from', options.from) ?? { position: 0 };
+        const to = parseBound('--to', options.to);
+        const types = options.type?.flatMap((t) => t.split(',')).map((t) => t.trim()).filter((t) => t !== '');
+        const job = options.job?.trim().toLowerCase();
+        if (job !== undefined && !/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/.test(job)) {
+          throw new ExportError(`--job must be a job id (a UUID) (got "${options.job}")`);
+        }
+        await withDatabase(config, async (context) => {
+          const owners = await resolveOwners(context.database.db, options.org, options.project);
+          await exportRange(
+            context,
+            { from, to, ...owners, ...(job === undefined ? {} : { jobId: job }), ...(types === undefined ? {} : { types: new Set(types) }) },
+            process.stdout,
+            undefined,
+            process.stderr,
+          );
+        });
       } catch (error) {
         if (!(error instanceof ExportError)) throw error;
         process.stderr.write(`runway: events export: ${error.message}\n`);

@@ -2,7 +2,7 @@ import { PassThrough } from 'node:stream';
 import { type EventEnvelope, hashEvent } from '../../src/events/envelope';
 import { auditCommand } from '../../src/commands/audit';
 import type { CommandContext } from '../../src/commands/context';
-import { exportEvents } from '../../src/commands/export';
+import { exportRange } from '../../src/commands/export';
 import { EventStore } from '../../src/modules/event-store/event-store';
 import { type TestApp, admin, startTestApp } from '../support/app';
 import { Fixtures } from '../support/fixtures';
@@ -144,6 +144,91 @@ describe('runway audit and runway events export', () => {
       });
     }, 60_000);
 
+    it('events export: --to, --job, --org, --project, --type and times select what they say, in log order', async () => {
+      /** Global positions of the events `where` keeps, in log order (the database's own answer). */
+      const expected = async (where: string, params: unknown[] = []) =>
+        (
+          await t.db.query<{ global_position: string }>(
+            `SELECT e.global_position FROM events e LEFT JOIN jobs j ON j.id = e.stream_id
+              WHERE ${where} ORDER BY e.transaction_id, e.global_position`,
+            params,
+          )
+        ).rows.map((row) => Number(row.global_position));
+      const positionsOf = (stdout: string) => parseLines(stdout).map((e) => e.globalPosition);
+      const order = await logOrder();
+      const { rows: owners } = await t.db.query<{ org_id: string; project_id: string; slug: string }>(
+        `SELECT j.org_id, j.project_id, o.slug FROM jobs j JOIN orgs o ON o.id = j.org_id WHERE j.id = $1`,
+        [jobIds[0]],
+      );
+      const { org_id: orgId, project_id: projectId, slug } = owners[0];
+
+      const range = await runRunway(['events', 'export', '--from', String(order[2]), '--to', String(order[6])], env);
+      expect({ code: range.code, positions: positionsOf(range.stdout) }).toEqual({ code: 0, positions: order.slice(3, 7) });
+      const job = await runRunway(['events', 'export', '--job', jobIds[1]], env);
+      expect(positionsOf(job.stdout)).toEqual(await expected('e.stream_id = $1', [jobIds[1]]));
+      expect(parseLines(job.stdout).map((e) => e.type)).toEqual(['JobSubmitted', 'JobClaimed', 'JobFailed']);
+      const org = await runRunway(['events', 'export', '--org', slug], env);
+      const ofOrg = await expected(`e.stream_id = $1 OR j.org_id = $1`, [orgId]);
+      expect(positionsOf(org.stdout)).toEqual(ofOrg);
+      expect(ofOrg.length).toBeLessThan(order.length);
+      const project = await runRunway(['events', 'export', '--org', slug, '--project', projectId, '--type', 'JobSubmitted,ProjectCreated', '--type', 'JobCompleted'], env);
+      expect(positionsOf(project.stdout)).toEqual(
+        await expected(
+          `(j.project_id = $1 AND e.type IN ('JobSubmitted', 'JobCompleted')) OR (e.type = 'ProjectCreated' AND e.data->>'projectId' = $1::text)`,
+          [projectId],
+        ),
+      );
+      expect(parseLines(project.stdout).map((e) => e.type)).toContain('ProjectCreated');
+
+      // Times: the clock moved 90 s during the first job, so some events are later than others.
+      const { rows: times } = await t.db.query<{ at: Date }>(`SELECT DISTINCT occurred_at AS at FROM events ORDER BY 1`);
+      expect(times.length).toBeGreaterThan(1);
+      const middle = times[Math.floor(times.length / 2)].at.toISOString();
+      const since = await runRunway(['events', 'export', '--from', middle], env);
+      expect(positionsOf(since.stdout)).toEqual(await expected('e.occurred_at >= $1', [middle]));
+      const until = await runRunway(['events', 'export', '--to', middle], env);
+      expect(positionsOf(until.stdout)).toEqual(await expected('e.occurred_at < $1', [middle]));
+      expect(positionsOf(since.stdout).length + positionsOf(until.stdout).length).toBe(order.length);
+      const future = await runRunway(['events', 'export', '--from', '2999-01-01'], env);
+      expect(future).toMatchObject({ code: 0, stdout: '' });
+    }, 90_000);
+
+    it('events export: bad bounds and filters are a clear message and exit 2, writing nothing', async () => {
+      const cases: [string[], string][] = [
+        [['--to', 'yesterday'], '--to must be a global position'],
+        [['--to', '987654321'], 'no event has that global position'],
+        [['--from', '2026-13-45'], '--from must be a global position'],
+        [['--org', 'no-such-org'], 'no such organization'],
+        [['--project', 'some-slug'], 'no such project'],
+        [['--job', 'not-a-uuid'], '--job must be a job id'],
+      ];
+      const results = await Promise.all(cases.map(([args]) => runRunway(['events', 'export', ...args], env)));
+      results.forEach((result, i) => {
+        expect({ args: cases[i][0], code: result.code, stdout: result.stdout }).toEqual({ args: cases[i][0], code: 2, stdout: '' });
+        expect(result.stderr).toContain(cases[i][1]);
+      });
+    }, 60_000);
+
+    it('events export: on a terminal, a progress line and a summary on stderr; elsewhere nothing there', async () => {
+      const store = t.app.get(EventStore);
+      const context = { store, database: { db: t.db } } as unknown as CommandContext;
+      const out = new PassThrough();
+      out.resume();
+      const terminal = Object.assign(new PassThrough(), { isTTY: true });
+      let shown = '';
+      terminal.on('data', (chunk: Buffer) => (shown += chunk.toString()));
+      const report = await exportRange(context, { from: { position: 0 }, to: null }, out, 2, terminal);
+      const order = await logOrder();
+      expect(report).toMatchObject({ written: order.length, scanned: order.length });
+      await new Promise((resolve) => setImmediate(resolve));
+      expect(shown).toMatch(new RegExp(`\\rrunway: exported ${order.length} event\\(s\\), ${order.length} scanned, \\d+/s in \\d+\\.\\d s\\n$`));
+      const notTerminal = new PassThrough();
+      let hidden = '';
+      notTerminal.on('data', (chunk: Buffer) => (hidden += chunk.toString()));
+      await exportRange(context, { from: { position: 0 }, to: null }, out, 2, notTerminal);
+      expect(hidden).toBe('');
+    });
+
     it('in process, in small batches and through a slow reader: the same events, the same audit', async () => {
       const store = t.app.get(EventStore);
       const context = { store, database: { db: t.db } } as unknown as CommandContext;
@@ -154,16 +239,27 @@ describe('runway audit and runway events export', () => {
         text += chunk.toString();
         setImmediate(() => out.resume());
       });
-      const written = await exportEvents(context, 0, out, 3);
+      const { written } = await exportRange(context, { from: { position: 0 }, to: null }, out, 3);
       const order = await logOrder();
       expect(written).toBe(order.length);
       await new Promise((resolve) => setImmediate(resolve));
       expect(parseLines(text).map((e) => e.globalPosition)).toEqual(order);
 
       let printed = '';
-      const summary = await auditCommand(context, { json: false, batchSize: 4 }, (line) => (printed += line));
-      expect(summary).toMatchObject({ verified: true, divergent: 0, ...(await counts()) });
+      const terminal = Object.assign(new PassThrough(), { isTTY: true });
+      let shown = '';
+      terminal.on('data', (chunk: Buffer) => (shown += chunk.toString()));
+      const summary = await auditCommand(context, { json: false, batchSize: 4 }, (line) => (printed += line), terminal);
+      const { streams, events } = await counts();
+      expect(summary).toMatchObject({ verified: true, divergent: 0, streams, events });
       expect(printed).toMatch(SUMMARY);
+      expect(summary.seconds).toBeGreaterThan(0);
+      // The progress line, on the terminal only, from the first stream on, cleared at the end and
+      // followed by the time it took.
+      await new Promise((resolve) => setImmediate(resolve));
+      expect(shown).toMatch(new RegExp(`^\\r\\x1b\\[Kaudit: 1 of ${streams} streams, \\d+ events checked, \\d+ s`));
+      expect(shown).toMatch(new RegExp(`\\r\\x1b\\[Kaudit: ${streams} streams, ${events} events checked in \\d+\\.\\d s\\n$`));
+      expect(printed).not.toContain('\r');
     });
   });
 
