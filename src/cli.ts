@@ -1,6 +1,7 @@
 import { Command } from 'commander';
 import { runnerCommand } from './agent/command';
 import { registerClientCommands } from './client';
+import { UUID_PATTERN } from './common/ids';
 import { ConfigError, loadConfig } from './config/config';
 import { ROLES, RolesError, parseRoles } from './config/roles';
 
@@ -104,7 +105,7 @@ export function buildCli(): Command {
         const to = parseBound('--to', options.to);
         const types = options.type?.flatMap((t) => t.split(',')).map((t) => t.trim()).filter((t) => t !== '');
         const job = options.job?.trim().toLowerCase();
-        if (job !== undefined && !/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/.test(job)) {
+        if (job !== undefined && !UUID_PATTERN.test(job)) {
           throw new ExportError(`--job must be a job id (a UUID) (got "${options.job}")`);
         }
         await withDatabase(config, async (context) => {

@@ -54,8 +54,7 @@ export function orgInFlightLimit(plan: Plan, maxConcurrency: number | null): num
 
 /** Whether claims of an organization's jobs must count against a limit: its plan has one, or it set its own. */
 export function hasInFlightLimit(plan: Plan, maxConcurrency: number | null): boolean {
-  const { orgInFlightLimit: org, ipInFlightLimit: ip } = PLANS[plan];
-  return org !== null || ip !== null || maxConcurrency !== null;
+  return LIMITED_PLANS.includes(plan) || maxConcurrency !== null;
 }
 
 const BY_PRIORITY = [...PLAN_NAMES].sort((a, b) => PLANS[b].priority - PLANS[a].priority);

@@ -2,8 +2,20 @@ import { type ClientBase, Pool, type PoolClient } from 'pg';
 import { DataSource } from 'typeorm';
 import { MIGRATIONS } from '../../../migrations';
 
+/** The backend process ids of each pool's open connections (createPool keeps them). */
+const backendsOf = new WeakMap<Pool, ReadonlySet<number>>();
+
+/**
+ * The PostgreSQL backends of `pool`'s open connections: a notification one of them sent is this
+ * process's own (LogNotifications leaves those out; the process rang for its commits itself).
+ */
+export function poolBackends(pool: Pool): ReadonlySet<number> {
+  return backendsOf.get(pool) ?? new Set();
+}
+
 /** Runway's connection pool (node-postgres): every statement, and TypeORM's migrations, go through it. */
 export function createPool(url: string, poolSize: number, applicationName = 'runway'): Pool {
+  const backends = new Set<number>();
   const pool = new Pool({
     connectionString: url,
     application_name: applicationName,
@@ -21,8 +33,16 @@ export function createPool(url: string, poolSize: number, applicationName = 'run
     // connection is idle, and a connection can be handed out and hear the server end it (a
     // restart, pg_terminate_backend) in the same read from the socket, before its new holder
     // listens: unheard, that 'error' ends the process. The holder's next query fails instead.
-    onConnect: (client: ClientBase) => void client.on('error', () => undefined),
+    onConnect: (client: ClientBase) => {
+      client.on('error', () => undefined);
+      const pid = (client as ClientBase & { processID?: number | null }).processID;
+      if (typeof pid === 'number') {
+        backends.add(pid);
+        client.once('end', () => backends.delete(pid));
+      }
+    },
   });
+  backendsOf.set(pool, backends);
   // An idle connection the server ended: the pool drops it and opens another when one is needed.
   pool.on('error', () => undefined);
   return pool;

@@ -64,7 +64,7 @@ export interface FollowerStatus {
 export const SAFETY_POLL_MS = 2_000;
 
 /** The first wait before reading again when events were held back by the gate (see `heldBack`). */
-const HELD_BACK_FIRST_MS = 5;
+export const HELD_BACK_FIRST_MS = 5;
 
 /** A timer that a `ring()` ends early; a ring while nobody waits ends the next wait at once. */
 export class Bell {

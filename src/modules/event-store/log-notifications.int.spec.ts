@@ -3,6 +3,7 @@ import { ManualClock } from '../../common/clock';
 import { UuidV7Generator } from '../../common/ids';
 import type { EventMetadata } from '../../events/envelope';
 import { type TestDatabase, createTestDatabase } from '../../../test/support/postgres';
+import { poolBackends } from '../database/data-source';
 import { Database } from '../database/database';
 import { CommitSignal } from './commit-signal';
 import { EventStore } from './event-store';
@@ -129,6 +130,27 @@ it('is not heard from a rolled back append, only from what commits', async () =>
     await appendElsewhere();
     await waitFor(() => notifications.heard > heard + 1, 'the second commit to be heard');
     expect(notifications.heard).toBe(heard + 2);
+  } finally {
+    await notifications.stop();
+  }
+});
+
+it("leaves out its own pool's commits (the process rang for them itself) and hears the others'", async () => {
+  const signal = new CommitSignal();
+  const notifications = new LogNotifications(testDb.url, signal, { retryInitialMs: 20, retryMaxMs: 100 }, poolBackends(here.db.pool));
+  const ownStore = new EventStore(here.db, clock, new UuidV7Generator(clock));
+  notifications.start();
+  try {
+    await waitFor(() => notifications.listening, 'the listener');
+    const heard = notifications.heard;
+    await here.db.transaction((tx) =>
+      ownStore.append(tx, { id: randomUUID(), type: 'counter' }, 0, [{ type: 'Counted', schemaVersion: 1, data: { n: 3 } }], meta),
+    );
+    expect(poolBackends(here.db.pool).size).toBeGreaterThan(0);
+    // Notifications come in commit order: once the other process's is here, ours would have been.
+    await appendElsewhere();
+    await waitFor(() => notifications.heard > heard, 'the commit made elsewhere to be heard');
+    expect(notifications.heard).toBe(heard + 1);
   } finally {
     await notifications.stop();
   }

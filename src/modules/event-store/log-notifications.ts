@@ -1,6 +1,7 @@
 import { type BeforeApplicationShutdown, Injectable, Logger, type OnApplicationBootstrap } from '@nestjs/common';
 import { Client } from 'pg';
 import { Backoff } from '../../common/backoff';
+import { poolBackends } from '../database/data-source';
 import { Database } from '../database/database';
 import { CommitSignal } from './commit-signal';
 
@@ -8,10 +9,12 @@ import { CommitSignal } from './commit-signal';
 export const LOG_CHANNEL = 'runway_log';
 
 /**
- * Hears the commits of every process on this database and rings the CommitSignal, so the log's
- * readers here (the relay, the projectors, the events feed) wake for commits made elsewhere
+ * Hears the commits of every other process on this database and rings the CommitSignal, so the
+ * log's readers here (the relay, the projectors, the events feed) wake for commits made elsewhere
  * (split roles, other instances, the CLI) as they do for this process's own, instead of polling
- * for them: `LISTEN runway_log` on a connection of its own. A connection that drops is opened
+ * for them: `LISTEN runway_log` on a connection of its own. A notification from one of this
+ * process's own pool connections is left out: CommandHandler rang for that commit already, and a
+ * second ring would only make every reader read again for nothing. A connection that drops is opened
  * again with backoff; readers meanwhile fall back on their slow safety poll, and once it is back
  * they are rung (a commit may have gone unheard). The embedded database serves one process, whose
  * own commits ring the signal already: nothing to listen to there.
@@ -25,13 +28,15 @@ export class LogNotifications {
   private wakeRetry: (() => void) | null = null;
   /** Whether the connection is listening now. */
   listening = false;
-  /** Notifications heard, for tests and diagnostics. */
+  /** Notifications heard from other processes, for tests and diagnostics. */
   heard = 0;
 
   constructor(
     private readonly url: string,
     private readonly signal: CommitSignal,
     options: { retryInitialMs: number; retryMaxMs: number } = { retryInitialMs: 200, retryMaxMs: 5_000 },
+    /** Backends of this process's own pool: it rang the signal for their commits already (CommandHandler). */
+    private readonly own: ReadonlySet<number> = new Set(),
   ) {
     this.backoff = new Backoff(options.retryInitialMs, options.retryMaxMs);
   }
@@ -76,7 +81,8 @@ export class LogNotifications {
       client.on('error', (error) => resolve(error.message));
       client.on('end', () => resolve('the connection ended'));
     });
-    client.on('notification', () => {
+    client.on('notification', (message) => {
+      if (this.own.has(message.processId)) return;
       this.heard++;
       this.signal.committed();
     });
@@ -103,7 +109,7 @@ export class LogNotificationsService implements OnApplicationBootstrap, BeforeAp
   readonly notifications: LogNotifications | null;
 
   constructor(database: Database, signal: CommitSignal) {
-    this.notifications = database.isEmbedded ? null : new LogNotifications(database.url, signal);
+    this.notifications = database.isEmbedded ? null : new LogNotifications(database.url, signal, undefined, poolBackends(database.db.pool));
   }
 
   onApplicationBootstrap(): void {

@@ -12,7 +12,7 @@ import { Db, isDatabaseUnavailable } from '../database/db';
 import { compareLogPositions } from '../event-store/checkpoints';
 import { CommitSignal } from '../event-store/commit-signal';
 import { EventStore, LOG_START, type LogPosition } from '../event-store/event-store';
-import { Bell, SAFETY_POLL_MS } from '../event-store/log-follower';
+import { Bell, HELD_BACK_FIRST_MS, SAFETY_POLL_MS } from '../event-store/log-follower';
 import { OrgsRepository } from '../orgs/orgs.repository';
 import { type JobOwner, JobOwners } from '../relay/job-owners';
 import { routeSockets, unrouteSockets } from '../websocket/runway-ws.adapter';
@@ -20,8 +20,6 @@ import { routeSockets, unrouteSockets } from '../websocket/runway-ws.adapter';
 export const EVENTS_PATH = '/v1/events';
 
 const BATCH = 500;
-/** The first wait before the tail reads again when committed events were held back by the gate. */
-const HELD_BACK_FIRST_MS = 5;
 /** A client that lets this much pile up unread is cut off; it resumes with `after`. */
 const MAX_BUFFERED_BYTES = 8 * 1024 * 1024;
 
@@ -62,7 +60,7 @@ export class EventsFeed implements OnGatewayInit<WebSocketServer>, OnGatewayConn
   private server: WebSocketServer | null = null;
   private readonly subscribers = new Set<Subscriber>();
   private readonly wake = new Bell();
-  /** The wait before reading again while committed events are held back by the gate. */
+  /** The wait before reading again while committed events are held back by the gate (as a LogFollower's). */
   private readonly heldBack = new Backoff(HELD_BACK_FIRST_MS, SAFETY_POLL_MS);
   private tail: LogPosition | null = null;
   private running: Promise<void> | null = null;

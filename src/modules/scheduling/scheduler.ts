@@ -7,7 +7,6 @@ import { JobCommands } from '../jobs/job-commands';
 import { Metrics, tierOf } from '../metrics/metrics';
 import { type Candidate, NotClaimable, SchedulingRepository } from './scheduling.repository';
 
-
 /**
  * What a claim came to: the job, or why there was none: `nothing` fits the runner now (no job on
  * its specs that may run), or the runner is at its capacity (`runner_full`).
